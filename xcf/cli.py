@@ -1,0 +1,172 @@
+"""The ``xcf`` command line.
+
+Errors the user caused (a bad file, an unknown label, missing weights, a faulty plugin) print one line
+to stderr and exit with status 2, never a traceback; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import XcfError
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+#: subcommand name -> function(subparsers) adding it; later modules add theirs here.
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def command(name: str):
+    def deco(fn):
+        COMMANDS[name] = fn
+        return fn
+    return deco
+
+
+def _add_component_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pack", help="a shipped pack (classifier + latent model), see `xcf packs`")
+    p.add_argument("--classifier", help="registered classifier name (see `xcf plugins`)")
+    p.add_argument("--latent", help="registered latent-model name")
+    p.add_argument("--saliency", default="gradcam++", help="saliency method (default: gradcam++)")
+    p.add_argument("--locality", default="masked-l2", help="locality loss (default: masked-l2)")
+    p.add_argument("--preset", help="config preset: seed (default settings) or fast")
+    p.add_argument("--steps", type=int, help="optimizer steps (default 200)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 0.1)")
+    p.add_argument("--stop-probability", type=float, help="stop a sample once p(target) is below this")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.add_argument("--batch-size", type=int, help="images optimized together (default 16)")
+
+
+def _config_overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    for key in ("steps", "lr", "stop_probability", "seed", "device", "batch_size"):
+        val = getattr(args, key, None)
+        if val is not None:
+            out[key] = val
+    return out
+
+
+def make_explainer(args: argparse.Namespace):
+    from .explain import Explainer
+
+    return Explainer(pack=args.pack, classifier=args.classifier, latent=args.latent,
+                     saliency=args.saliency, locality=args.locality, config=args.preset,
+                     **_config_overrides(args))
+
+
+@command("explain")
+def _explain_parser(sub) -> None:
+    p = sub.add_parser("explain", help="explain a finding in one or more images",
+                       description="Write a local counterfactual (figure.png, counterfactual.png, "
+                                   "difference.png, report.json) for each image.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or DICOM file(s)")
+    p.add_argument("--target", required=True, help="finding to remove (label name or index)")
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per image when several)")
+    _add_component_options(p)
+    p.set_defaults(func=_run_explain)
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    explainer = make_explainer(args)
+    out = Path(args.out)
+    results = explainer.explain(args.images, args.target)
+    for path, cf in zip(args.images, results):
+        folder = out if len(args.images) == 1 else out / Path(path).stem
+        cf.save(folder)
+        print(f"{path}: p({cf.target}) {cf.p_input:.3f} -> reconstruction {cf.p_reconstruction:.3f} "
+              f"-> counterfactual {cf.p_counterfactual:.3f} in {cf.steps} steps ({cf.status}), "
+              f"{cf.seconds:.1f} s -> {folder}")
+    return 0
+
+
+@command("plugins")
+def _plugins_parser(sub) -> None:
+    p = sub.add_parser("plugins", help="list every registered component")
+    p.add_argument("--kind", choices=["classifier", "latent", "saliency", "locality"])
+    p.set_defaults(func=_run_plugins)
+
+
+def _run_plugins(args: argparse.Namespace) -> int:
+    from .registry import get_registry
+
+    reg = get_registry()
+    rows = [(s.kind, s.name, s.distribution, s.plugin, s.description) for s in reg.all_specs()
+            if args.kind is None or s.kind == args.kind]
+    head = ("KIND", "NAME", "PACKAGE", "PLUGIN", "DESCRIPTION")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(4)]
+    for r in [head, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    for name, msg in sorted(getattr(reg.pm, "xcf_failed", {}).items()):
+        print(f"FAILED plugin '{name}': {msg}")
+    return 0
+
+
+@command("packs")
+def _packs_parser(sub) -> None:
+    p = sub.add_parser("packs", help="list the shipped packs (classifier + latent model weights)")
+    p.set_defaults(func=_run_packs)
+
+
+def _run_packs(args: argparse.Namespace) -> int:
+    from .packs import list_packs, load_pack
+
+    names = list_packs()
+    if not names:
+        print("no packs found (see XCF_WEIGHTS_DIR)")
+    for name in names:
+        pack = load_pack(name)
+        print(f"{name}: labels {', '.join(pack.labels)} - {pack.description}")
+    return 0
+
+
+def _load_extra_commands() -> None:
+    # Commands implemented in their own modules register themselves on import.
+    import importlib
+
+    for mod in ("xcf.demo", "xcf.train", "xcf.bench"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_extra_commands()
+    parser = argparse.ArgumentParser(prog="xcf", description="Local counterfactual explanations for chest X-ray classifiers.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in sorted(COMMANDS):
+        COMMANDS[name](sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except XcfError as exc:
+        if args.debug:
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"xcf: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xcf: interrupted; completed outputs are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

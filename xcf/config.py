@@ -1,0 +1,102 @@
+"""Settings of the counterfactual search (:class:`ExplainConfig`) and its named presets."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+__all__ = ["ExplainConfig", "PRESETS"]
+
+
+class ExplainConfig(BaseModel):
+    """How a counterfactual is searched for.
+
+    The defaults are the seed method's settings exactly (../seed/METHOD.md): Adam on the latent,
+    learning rate 0.1, 200 steps, no early stopping, mask = saliency > 0.5, change outside the mask
+    weighted 1e5, classification term weighted 1e3, target vector = the reconstruction's
+    probabilities with the target finding set to 0.
+
+    Attributes:
+        steps: Maximum number of optimizer steps per image.
+        lr: Adam learning rate on the latent ``z``.
+        mask_threshold: Saliency level above which a pixel is "inside" (passed to the locality loss
+            when its factory takes ``threshold``).
+        outside_weight: Weight of change outside the mask (passed as ``outside_weight``).
+        classification_weight: Weight of the MSE between the counterfactual's probabilities and the
+            target vector.
+        stop_probability: Stop a sample once its target probability is below this (``None``: run
+            all ``steps``, the seed's behaviour).
+        stop_patience: Consecutive steps the probability must stay below ``stop_probability``.
+        seed: Seed of torch's RNG for the call (``None``: leave the RNG alone). The optimization
+            itself is deterministic; the seed matters for stochastic saliency methods.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
+        batch_size: Images optimized together in :meth:`xcf.Explainer.explain`.
+        lr_schedule: ``"constant"`` (seed) or ``"cosine"`` (decay to 10% of ``lr`` over ``steps``).
+        autocast_bf16: Run the classifier and decoder under bf16 autocast (CUDA only).
+        channels_last: Use channels-last memory format on CUDA.
+        compile: Wrap the classifier and decoder with ``torch.compile``.
+        decision_threshold: Probability below which a finding counts as absent (validity).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    steps: int = Field(200, ge=0, le=100_000)
+    lr: float = Field(0.1, gt=0)
+    mask_threshold: float = Field(0.5, ge=0, le=1)
+    outside_weight: float = Field(1e5, ge=0)
+    classification_weight: float = Field(1e3, ge=0)
+    stop_probability: float | None = Field(None, gt=0, le=1)
+    stop_patience: int = Field(1, ge=1)
+    seed: int | None = 0
+    device: str = "cpu"
+    batch_size: int = Field(16, ge=1)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    autocast_bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        ok = v in ("cpu", "cuda", "mps", "auto") or (v.startswith("cuda:") and v[5:].isdigit())
+        if not ok:
+            raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {v!r}")
+        return v
+
+    @classmethod
+    def preset(cls, name: str, **overrides: object) -> ExplainConfig:
+        """A named preset (see :data:`PRESETS`), with optional overrides.
+
+        ``"seed"``: the seed's settings exactly (the reference). ``"fast"``: early stopping as soon
+        as the target probability is below 0.5.
+        """
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
+        return cls.build(**{**PRESETS[name], **overrides})
+
+    @classmethod
+    def build(cls, **values: object) -> ExplainConfig:
+        """Like the constructor, but a bad value raises a one-line :class:`~xcf.errors.ConfigError`."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid explain config: " + "; ".join(parts)
+
+
+#: Named presets: field overrides on top of the seed's defaults.
+PRESETS: dict[str, dict[str, object]] = {
+    "seed": {},
+    "fast": {"stop_probability": 0.5},
+}

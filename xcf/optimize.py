@@ -1,0 +1,285 @@
+"""The counterfactual search: the seed's objective, batched, with per-sample early stopping.
+
+For images ``x`` (already at the latent model's size) with targets ``t_b``, saliency maps ``S`` and a
+locality loss ``L``::
+
+    z0 = E(x).z            x0 = D(z0)              p0 = sigmoid(C(x0))
+    target vector  y_b = p0_b with y_b[t_b] = 0    (other findings keep their reconstructed value)
+    loss_b(z) = L(D(z)_b, x0_b, S_b) + w_cls * mean_k (sigmoid(C(D(z)))_bk - y_bk)^2
+
+minimized by Adam (lr 0.1, betas (0.9, 0.999), eps 1e-8: ``torch.optim.Adam``'s update, written out
+so that samples can stop independently) on ``z`` for ``steps`` steps. With the seed's masked-L2 loss
+``L = mean((D(z) - x0)^2 * (w_out * (1 - m) + m))`` this is ../seed/METHOD.md exactly.
+
+Each sample has its own target, mask and loss; the batch loss is the *sum* of per-sample losses, so
+a sample's gradient (and, Adam being element-wise, its whole trajectory) does not depend on the
+other samples in the batch. A sample that is stopped (its target probability stayed below
+``stop_probability`` for ``stop_patience`` steps, or its loss became non-finite) leaves the batch:
+later steps run the models on the remaining samples only.
+
+The classifier and latent model are frozen for the call (eval mode, ``requires_grad=False``) and
+restored exactly afterwards (training flags of every submodule, ``requires_grad``, ``.grad``), also
+when the call raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .interfaces import Classifier, Latent, LatentModel, LocalityLoss
+
+__all__ = ["frozen", "OptimizationResult", "optimize_latent", "target_vector", "STATUS"]
+
+#: Per-sample end states.
+STATUS = {
+    "completed": "ran all steps",
+    "stopped": "target probability crossed stop_probability (early stop)",
+    "nonfinite": "loss or gradient became NaN/Inf; the last finite latent was kept",
+}
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Put modules in eval mode with ``requires_grad=False`` and restore them exactly afterwards.
+
+    Restores each submodule's ``training`` flag, each parameter's ``requires_grad`` and ``.grad``
+    (the same tensor object, untouched), also when the body raises.
+    """
+    saved = []
+    for module in modules:
+        if module is None:
+            continue
+        flags = [(m, m.training) for m in module.modules()]
+        params = [(p, p.requires_grad, p.grad) for p in module.parameters()]
+        saved.append((flags, params))
+    try:
+        for module in modules:
+            if module is None:
+                continue
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+        yield
+    finally:
+        for flags, params in saved:
+            for m, training in flags:
+                m.training = training
+            for p, requires_grad, grad in params:
+                p.requires_grad_(requires_grad)
+                p.grad = grad
+
+
+def target_vector(p_recon: Tensor, targets: Tensor) -> Tensor:
+    """The seed's target: the reconstruction's probabilities ``(B, K)`` with each sample's target
+    finding set to 0."""
+    y = p_recon.detach().clone()
+    y[torch.arange(y.shape[0], device=y.device), targets] = 0.0
+    return y
+
+
+def resize_to(x: Tensor, size: int) -> Tensor:
+    """Differentiable resize of ``(B, 1, H, W)`` to ``(B, 1, size, size)`` (no-op when equal)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return torch.nn.functional.interpolate(
+        x, size=(size, size), mode="bilinear", align_corners=False,
+        antialias=x.shape[-1] > size)
+
+
+def classify(classifier: Classifier, x: Tensor) -> Tensor:
+    """Probabilities ``(B, K)`` of canonical images of any size."""
+    return torch.sigmoid(classifier(resize_to(x, classifier.input_size)).float())
+
+
+@dataclass
+class OptimizationResult:
+    """Outputs of :func:`optimize_latent`; images ``(B, 1, S, S)`` at the latent model's size.
+
+    Attributes:
+        reconstruction: ``D(E(x))`` in [0, 1].
+        counterfactual: ``D(z*)`` in [0, 1].
+        probs_reconstruction: ``(B, K)``.
+        probs_counterfactual: ``(B, K)``.
+        steps: ``(B,)`` optimizer updates applied to each sample.
+        losses: ``(T, B)`` total loss of each sample at each step (NaN after the sample stopped).
+        status: One of :data:`STATUS` per sample.
+        seconds: Wall time of the whole batch.
+    """
+
+    reconstruction: Tensor
+    counterfactual: Tensor
+    probs_reconstruction: Tensor
+    probs_counterfactual: Tensor
+    steps: Tensor
+    losses: Tensor
+    status: list[str]
+    seconds: float
+    latent: Latent | None = field(default=None, repr=False)
+
+
+def _lr_at(config, step: int) -> float:
+    if config.lr_schedule == "cosine" and config.steps > 0:
+        return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * step / config.steps)))
+    return config.lr
+
+
+def optimize_latent(
+    classifier: Classifier,
+    latent_model: LatentModel,
+    x: Tensor,
+    targets: Tensor,
+    saliency: Tensor,
+    locality: LocalityLoss,
+    config,
+    *,
+    initial: tuple[Latent, Tensor, Tensor] | None = None,
+) -> OptimizationResult:
+    """Search counterfactual latents for a batch.
+
+    Args:
+        classifier: Frozen for the call; gets images resized to its ``input_size``.
+        latent_model: Frozen for the call.
+        x: ``(B, 1, S, S)`` canonical images, ``S == latent_model.input_size``.
+        targets: ``(B,)`` long, the finding to remove from each sample.
+        saliency: ``(B, 1, S, S)`` in [0, 1].
+        locality: Per-sample locality loss.
+        config: An :class:`xcf.ExplainConfig`.
+        initial: ``(z0, x0, p0)`` when the caller already encoded the batch (skips that work).
+
+    Returns:
+        An :class:`OptimizationResult`.
+    """
+    start = time.perf_counter()
+    device = x.device
+    B = x.shape[0]
+    with frozen(classifier, latent_model):
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                    if config.autocast_bf16 and device.type == "cuda" else contextlib.nullcontext())
+        if initial is None:
+            with torch.no_grad(), autocast:
+                z0 = latent_model.encode(x).detach()
+                x0 = latent_model.decode(z0).float()
+                p0 = classify(classifier, x0)
+        else:
+            z0, x0, p0 = initial
+        y = target_vector(p0, targets)
+        w_cls = config.classification_weight
+        steps_max = config.steps
+
+        z = z0.z.detach().clone()
+        m = torch.zeros_like(z)
+        v = torch.zeros_like(z)
+        last_delta = torch.zeros_like(z)  # to step back to the last finite latent
+        n_steps = torch.zeros(B, dtype=torch.long, device=device)
+        below = torch.zeros(B, dtype=torch.long, device=device)
+        losses = torch.full((steps_max, B), float("nan"), device=device)
+        status = ["completed"] * B
+        cf = torch.empty_like(x0)
+        p_cf = torch.empty_like(p0)
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+
+        active = torch.arange(B, device=device)
+        aux_active = z0  # Latent whose aux is indexed like `active`
+        beta1, beta2 = ADAM_BETAS
+        stop_p = config.stop_probability
+
+        for step in range(steps_max):
+            if active.numel() == 0:
+                break
+            za = z[active].requires_grad_(True)
+            with autocast:
+                xd = latent_model.decode(aux_active.with_z(za)).float()
+                pa = classify(classifier, xd)
+            loss_cls = ((pa - y[active]) ** 2).mean(dim=1)
+            loss_loc = locality(xd, x0[active], saliency[active]).float()
+            loss = loss_loc + w_cls * loss_cls
+            (grad,) = torch.autograd.grad(loss.sum(), za)
+            losses[step, active] = loss.detach()
+
+            # --- per-sample end conditions, evaluated on the current z (before its update) ---
+            finite = torch.isfinite(loss.detach()) & torch.isfinite(grad).flatten(1).all(dim=1)
+            p_t = pa.detach()[torch.arange(active.numel(), device=device), targets[active]]
+            if stop_p is not None:
+                below[active] = torch.where(p_t < stop_p, below[active] + 1, 0)
+                stop_now = (below[active] >= config.stop_patience) & finite
+            else:
+                stop_now = torch.zeros_like(finite)
+            leave = stop_now | ~finite
+            if bool(leave.any()):  # one host sync per step, only to shrink the batch
+                for j in torch.nonzero(leave).flatten().tolist():
+                    b = int(active[j])
+                    done[b] = True
+                    if bool(finite[j]):
+                        status[b] = "stopped"
+                        cf[b] = xd.detach()[j]
+                        p_cf[b] = pa.detach()[j]
+                    else:
+                        status[b] = "nonfinite"
+                        losses[step, b] = float("nan")
+                        if step > 0:
+                            z[b] = z[b] - last_delta[b]
+                            n_steps[b] -= 1
+                keep = ~leave
+                za_keep, grad = za.detach()[keep], grad[keep]
+                active = active[keep]
+                aux_active = aux_active.select(keep)
+            else:
+                za_keep = za.detach()
+            if active.numel() == 0:
+                break
+
+            # --- Adam update of the remaining samples (torch.optim.Adam's arithmetic) ---
+            t = step + 1
+            lr = _lr_at(config, step)
+            m_a = m[active].mul_(beta1).add_(grad, alpha=1 - beta1)
+            v_a = v[active].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            bias1 = 1 - beta1**t
+            bias2_sqrt = math.sqrt(1 - beta2**t)
+            denom = (v_a.sqrt() / bias2_sqrt).add_(ADAM_EPS)
+            z_new = za_keep.addcdiv(m_a, denom, value=-lr / bias1)
+            z[active] = z_new
+            last_delta[active] = z_new - za_keep
+            m[active] = m_a
+            v[active] = v_a
+            n_steps[active] += 1
+
+        # samples that ran out of steps (or nonfinite at start): decode their final / last finite z
+        rest = torch.nonzero(~done).flatten()
+        nonfinite = torch.tensor([s == "nonfinite" for s in status], device=device)
+        rest = torch.cat([rest, torch.nonzero(nonfinite).flatten()])
+        if rest.numel():
+            with torch.no_grad(), autocast:
+                sub = z0.select(rest).with_z(z[rest])
+                xr = latent_model.decode(sub).float()
+                cf[rest] = xr
+                p_cf[rest] = classify(classifier, xr)
+        bad = ~torch.isfinite(cf).flatten(1).all(dim=1)
+        if bool(bad.any()):  # nothing finite to show: fall back to the reconstruction, say so
+            cf[bad] = x0[bad]
+            p_cf[bad] = p0[bad]
+            for b in torch.nonzero(bad).flatten().tolist():
+                status[b] = "nonfinite"
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return OptimizationResult(
+        reconstruction=x0.detach(),
+        counterfactual=cf.detach().clamp_(0, 1),
+        probs_reconstruction=p0.detach(),
+        probs_counterfactual=p_cf.detach(),
+        steps=n_steps,
+        losses=losses,
+        status=status,
+        seconds=time.perf_counter() - start,
+        latent=z0.with_z(z.detach()),
+    )

@@ -1,0 +1,193 @@
+"""Packs: named, matched classifier + latent model (+ oracle) weight sets shipped in ``weights/``.
+
+Weights are found in, in order: an explicit ``weights_dir`` argument, the ``XCF_WEIGHTS_DIR``
+environment variable, the installed location (``<sys.prefix>/share/xcf/weights``, where a wheel puts
+them), and the source checkout's ``weights/`` folder. ``weights/manifest.json`` lists every weight
+file (component, constructor arguments, labels, input spec, sha256, training command, data, licence,
+measured metrics) and every pack. Only ``.safetensors`` files are loaded, and only after their sha256
+matches the manifest; nothing is unpickled and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .errors import WeightsError
+
+__all__ = ["Pack", "list_packs", "load_pack", "weights_dir", "read_manifest", "load_component",
+           "sha256_file", "MANIFEST"]
+
+MANIFEST = "manifest.json"
+ENV = "XCF_WEIGHTS_DIR"
+_REQUIRED_WEIGHT_KEYS = ("file", "sha256", "kind", "component")
+
+
+def _candidates(explicit: str | os.PathLike | None) -> list[Path]:
+    out: list[Path] = []
+    if explicit is not None:
+        return [Path(explicit)]
+    if os.environ.get(ENV):
+        return [Path(os.environ[ENV])]
+    out.append(Path(sys.prefix) / "share" / "xcf" / "weights")
+    out.append(Path(__file__).resolve().parents[1] / "weights")
+    return out
+
+
+def weights_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The folder holding ``manifest.json`` (see module docstring for the search order)."""
+    cands = _candidates(explicit)
+    for c in cands:
+        if (c / MANIFEST).is_file():
+            return c
+    where = ", ".join(str(c) for c in cands)
+    raise WeightsError(f"no weights manifest found (looked in {where}); set {ENV} or pass weights_dir")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(directory: str | os.PathLike | None = None) -> tuple[Path, dict[str, Any]]:
+    """Parse and validate ``manifest.json``; a malformed one is refused with its path and line."""
+    d = weights_dir(directory)
+    path = d / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}:{exc.lineno}: malformed manifest ({exc.msg})") from None
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read manifest ({exc.strerror})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("weights"), dict) \
+            or not isinstance(data.get("packs"), dict):
+        raise WeightsError(f"{path}:1: malformed manifest (expected an object with 'weights' and 'packs')")
+    lines = text.splitlines()
+
+    def line_of(key: str) -> int:
+        needle = f'"{key}"'
+        for i, line in enumerate(lines, 1):
+            if needle in line:
+                return i
+        return 1
+
+    for wname, entry in data["weights"].items():
+        if not isinstance(entry, dict):
+            raise WeightsError(f"{path}:{line_of(wname)}: weights entry '{wname}' is not an object")
+        missing = [k for k in _REQUIRED_WEIGHT_KEYS if k not in entry]
+        if missing:
+            raise WeightsError(f"{path}:{line_of(wname)}: weights entry '{wname}' lacks {', '.join(missing)}")
+        if not str(entry["file"]).endswith(".safetensors"):
+            raise WeightsError(
+                f"{path}:{line_of(wname)}: weights entry '{wname}' file {entry['file']!r} is not a .safetensors file; "
+                "only safetensors are loaded")
+        if Path(entry["file"]).name != entry["file"]:
+            raise WeightsError(f"{path}:{line_of(wname)}: weights entry '{wname}' file must be a bare file name")
+    for pname, pack in data["packs"].items():
+        if not isinstance(pack, dict) or "classifier" not in pack or "latent" not in pack:
+            raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' needs 'classifier' and 'latent'")
+        for role in ("classifier", "latent", "oracle"):
+            ref = pack.get(role)
+            if ref is not None and ref not in data["weights"]:
+                raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' {role} refers to unknown weights '{ref}'")
+    return d, data
+
+
+def load_component(name: str, directory: str | os.PathLike | None = None, *, registry=None):
+    """Build the component of manifest entry ``name`` and load its verified safetensors weights."""
+    from safetensors.torch import load_file
+
+    from .registry import get_registry
+
+    d, data = read_manifest(directory)
+    if name not in data["weights"]:
+        known = ", ".join(sorted(data["weights"])) or "(none)"
+        raise WeightsError(f"unknown weights '{name}'; in {d / MANIFEST}: {known}")
+    entry = data["weights"][name]
+    file = d / entry["file"]
+    if not file.is_file():
+        raise WeightsError(f"{file}: weights file missing (listed as '{name}' in {d / MANIFEST})")
+    digest = sha256_file(file)
+    if digest != entry["sha256"]:
+        raise WeightsError(
+            f"{file}: sha256 {digest[:12]}... does not match the manifest's {str(entry['sha256'])[:12]}...; "
+            "the file is corrupt or was replaced: retrain or restore it")
+    reg = registry or get_registry()
+    component = reg.create(entry["kind"], entry["component"], **entry.get("args", {}))
+    try:
+        state = load_file(str(file))
+    except Exception as exc:
+        raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
+    try:
+        component.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"{file}: weights do not fit {entry['component']} with {entry.get('args', {})}: {first}") from None
+    component.eval()
+    component.xcf_weights = {"name": name, "file": entry["file"], "sha256": digest}
+    return component
+
+
+@dataclass
+class Pack:
+    """A matched classifier + latent model (+ oracle). Components load on first access."""
+
+    name: str
+    entry: dict[str, Any]
+    directory: Path
+    manifest: dict[str, Any] = field(repr=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        labs = self.entry.get("labels") or self.manifest["weights"][self.entry["classifier"]].get("labels", [])
+        return tuple(labs)
+
+    @property
+    def description(self) -> str:
+        return str(self.entry.get("description", ""))
+
+    @cached_property
+    def classifier(self):
+        return load_component(self.entry["classifier"], self.directory)
+
+    @cached_property
+    def latent(self):
+        return load_component(self.entry["latent"], self.directory)
+
+    @cached_property
+    def oracle(self):
+        ref = self.entry.get("oracle")
+        return load_component(ref, self.directory) if ref else None
+
+    def weights(self) -> dict[str, dict[str, Any]]:
+        """Manifest entries of this pack's weights, by role."""
+        return {role: self.manifest["weights"][ref] for role in ("classifier", "latent", "oracle")
+                if (ref := self.entry.get(role))}
+
+
+def list_packs(weights_dir_: str | os.PathLike | None = None) -> list[str]:
+    """Names of the packs in the manifest (empty when no manifest is found)."""
+    try:
+        _, data = read_manifest(weights_dir_)
+    except WeightsError:
+        return []
+    return sorted(data["packs"])
+
+
+def load_pack(name: str, weights_dir_: str | os.PathLike | None = None) -> Pack:
+    """The pack ``name`` (components are built and verified lazily, on first access)."""
+    d, data = read_manifest(weights_dir_)
+    if name not in data["packs"]:
+        known = ", ".join(sorted(data["packs"])) or "(none)"
+        raise WeightsError(f"unknown pack '{name}'; available packs: {known}")
+    return Pack(name, data["packs"][name], d, data)
