@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny analytic components and a clean default registry per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from _analytic import BoxSaliency, IdentityLatent, RegionClassifier
+
+import xcf
+from xcf import registry as xreg
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PNEUMONIA = SHARED / "data" / "kermany-pneumonia-224"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry(monkeypatch):
+    """Each test sees the installed plugins afresh (and XCF_DISABLE_PLUGINS unset)."""
+    monkeypatch.delenv("XCF_DISABLE_PLUGINS", raising=False)
+    xreg.reset_registry()
+    yield
+    xreg.reset_registry()
+
+
+@pytest.fixture
+def analytic():
+    """(classifier, latent, saliency) with a known answer."""
+    return RegionClassifier(), IdentityLatent(), BoxSaliency()
+
+
+def pytest_report_header(config):
+    return f"xcf {xcf.__version__}; shared data: {'present' if PNEUMONIA.exists() else 'absent'}; cpus {os.cpu_count()}"

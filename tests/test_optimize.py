@@ -1,0 +1,181 @@
+"""The optimizer: analytic answers, exact Adam, batching, early stopping, model state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _analytic import BoxSaliency, IdentityLatent, RegionClassifier, region_image
+
+import xcf
+from xcf.errors import ComponentError
+from xcf.optimize import frozen, target_vector
+
+
+def _explainer(analytic, **cfg):
+    clf, lat, sal = analytic
+    return xcf.Explainer(classifier=clf, latent=lat, saliency=sal, locality="masked-l2",
+                         config=xcf.ExplainConfig(**cfg))
+
+
+def test_analytic_change_stays_inside_mask_and_flips(analytic):
+    ex = _explainer(analytic, steps=200)
+    x = region_image()
+    (cf,) = ex.explain(x, "finding0")
+    assert cf.p_input > 0.99
+    assert cf.p_counterfactual < 0.5
+    d = (cf.counterfactual - cf.reconstruction).abs()[0]
+    inside = torch.zeros_like(d, dtype=torch.bool)
+    inside[8:16, 8:16] = True
+    assert torch.equal(cf.mask[0], inside)
+    assert d[inside].sum() > 0
+    assert d[~inside].sum() < 1e-3 * d[inside].sum()
+    # the other finding keeps its probability
+    assert abs(float(cf.probs_counterfactual[1] - cf.probs_reconstruction[1])) < 1e-3
+
+
+def test_seed_objective_matches_torch_adam(analytic):
+    """Our written-out Adam equals torch.optim.Adam on the seed objective."""
+    clf, lat, sal = analytic
+    steps = 15
+    x = region_image()
+    ex = _explainer(analytic, steps=steps)
+    (cf,) = ex.explain(x, 0)
+
+    z = x.clone().requires_grad_(True)
+    x0 = x.clone()
+    p0 = torch.sigmoid(clf(x0)).detach()
+    y = target_vector(p0, torch.tensor([0]))
+    m = sal(clf, x, torch.tensor([0])) > 0.5
+    w = 1e5 * (~m).float() + m.float()
+    opt = torch.optim.Adam([z], lr=0.1)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((z - x0) ** 2 * w).flatten(1).mean(1) + 1e3 * ((torch.sigmoid(clf(z)) - y) ** 2).mean(1)
+        loss.sum().backward()
+        opt.step()
+    torch.testing.assert_close(cf.counterfactual, z.detach()[0].clamp(0, 1), rtol=0, atol=1e-6)
+    assert cf.steps == steps
+
+
+def test_batch_equals_single_calls(analytic):
+    ex = _explainer(analytic, steps=40)
+    x = torch.cat([region_image(seed=s, value=v) for s, v in [(0, 0.8), (1, 0.9), (2, 0.75)]])
+    targets = ["finding0", "finding1", "finding0"]
+    batched = ex.explain(x, targets)
+    for i in range(3):
+        (single,) = ex.explain(x[i:i + 1], targets[i])
+        torch.testing.assert_close(batched[i].counterfactual, single.counterfactual, atol=1e-6, rtol=0)
+        assert batched[i].target == single.target
+
+
+def test_early_stopping_each_sample_at_its_own_step(analytic):
+    ex = _explainer(analytic, steps=300, stop_probability=0.5)
+    x = torch.cat([region_image(value=0.6), region_image(value=0.95)])
+    a, b = ex.explain(x, [0, 0])
+    assert a.status == b.status == "stopped"
+    assert a.p_counterfactual < 0.5 and b.p_counterfactual < 0.5
+    assert 0 < a.steps < b.steps < 300
+    # each stop is the first step whose probability is below 0.5: one step fewer is not below
+    (a_short,) = _explainer(analytic, steps=a.steps - 1).explain(x[:1], 0)
+    assert a_short.p_counterfactual >= 0.5
+    # a stopped sample's result equals running exactly that many steps without stopping
+    (a_exact,) = _explainer(analytic, steps=a.steps).explain(x[:1], 0)
+    torch.testing.assert_close(a.counterfactual, a_exact.counterfactual, atol=1e-6, rtol=0)
+
+
+def test_stop_patience_holds_for_k_steps(analytic):
+    x = region_image(value=0.6)
+    (one,) = _explainer(analytic, steps=300, stop_probability=0.5).explain(x, 0)
+    (three,) = _explainer(analytic, steps=300, stop_probability=0.5, stop_patience=3).explain(x, 0)
+    assert three.steps == one.steps + 2
+
+
+def _state(model):
+    return ([m.training for m in model.modules()],
+            [(p.requires_grad, p.grad) for p in model.parameters()])
+
+
+def _assert_same_state(model, before):
+    flags, params = _state(model)
+    assert flags == before[0]
+    for (rg, g), (rg0, g0) in zip(params, before[1]):
+        assert rg == rg0
+        assert g is g0
+        if g is not None:
+            torch.testing.assert_close(g, g0)
+
+
+def _prepared_models():
+    clf, lat = RegionClassifier(), IdentityLatent()
+    clf.train()
+    clf.conv.eval()  # a mixed state must come back mixed
+    clf.gain.grad = torch.tensor(3.0)
+    clf.conv.weight.requires_grad_(False)
+    return clf, lat
+
+
+def test_models_restored_after_explain():
+    clf, lat = _prepared_models()
+    before = _state(clf)
+    xcf.Explainer(classifier=clf, latent=lat, saliency=BoxSaliency(),
+                  config=xcf.ExplainConfig(steps=5)).explain(region_image(), 0)
+    _assert_same_state(clf, before)
+    assert float(clf.gain.grad) == 3.0
+
+
+class _Exploding(xcf.SaliencyMethod):
+    def __call__(self, classifier, x, targets):
+        raise RuntimeError("boom")
+
+
+def test_models_restored_after_error():
+    clf, lat = _prepared_models()
+    before = _state(clf)
+    ex = xcf.Explainer(classifier=clf, latent=lat, saliency=_Exploding(), config=xcf.ExplainConfig(steps=5))
+    with pytest.raises(ComponentError, match="boom"):
+        ex.explain(region_image(), 0)
+    _assert_same_state(clf, before)
+
+
+def test_frozen_restores_on_exception():
+    clf, _ = _prepared_models()
+    before = _state(clf)
+    with pytest.raises(ValueError), frozen(clf):
+        assert not any(p.requires_grad for p in clf.parameters())
+        assert not clf.training
+        raise ValueError
+    _assert_same_state(clf, before)
+
+
+def test_deterministic_bit_identical(analytic):
+    x = region_image()
+    a = _explainer(analytic, steps=30, seed=3).explain(x, 0)[0]
+    b = _explainer(analytic, steps=30, seed=3).explain(x, 0)[0]
+    assert torch.equal(a.counterfactual, b.counterfactual)
+    assert a.losses == b.losses
+
+
+class _NaNAfter(RegionClassifier):
+    """Becomes NaN once the region's mean drops below a level."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        bad = x[:, 0, 8:16, 8:16].mean(dim=(1, 2)) < 0.7
+        return torch.where(bad[:, None], torch.full_like(out, float("nan")), out)
+
+
+def test_nonfinite_loss_stops_sample_with_status():
+    ex = xcf.Explainer(classifier=_NaNAfter(), latent=IdentityLatent(), saliency=BoxSaliency(),
+                       config=xcf.ExplainConfig(steps=100))
+    (cf,) = ex.explain(region_image(), 0)
+    assert cf.status == "nonfinite"
+    assert torch.isfinite(cf.counterfactual).all()
+    assert 0 < cf.steps < 100
+    # the kept latent is the last finite one: its mean is still above the NaN level
+    assert cf.counterfactual[0, 8:16, 8:16].mean() >= 0.7
+
+
+def test_zero_steps_returns_reconstruction(analytic):
+    (cf,) = _explainer(analytic, steps=0).explain(region_image(), 0)
+    assert torch.equal(cf.counterfactual, cf.reconstruction)
+    assert cf.steps == 0
