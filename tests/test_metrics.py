@@ -589,3 +589,31 @@ def test_prop_off_target_bounds(b, k, data):
     drop = M.target_drop(p_ref, p_cf, t)
     assert M.validity(p_cf, t, threshold=1.0 + 1e-6).all()
     assert bool(((drop >= -1) & (drop <= 1)).all())
+
+
+def test_roc_auc_known_values():
+    from xcf.metrics import roc_auc
+
+    y = torch.tensor([0, 0, 1, 1])
+    assert roc_auc(torch.tensor([0.1, 0.2, 0.3, 0.4]), y) == 1.0
+    assert roc_auc(torch.tensor([0.4, 0.3, 0.2, 0.1]), y) == 0.0
+    assert roc_auc(torch.tensor([0.5, 0.5, 0.5, 0.5]), y) == 0.5
+    assert roc_auc(torch.tensor([0.1, 0.35, 0.3, 0.4]), y) == 0.75
+    assert math.isnan(roc_auc(torch.tensor([0.1, 0.2]), torch.tensor([1, 1])))
+    # unknown labels (NaN) are ignored
+    assert (
+        roc_auc(torch.tensor([0.1, 0.9, 0.2, 0.4]), torch.tensor([0.0, float("nan"), 1.0, 1.0]))
+        == 1.0
+    )
+
+
+def test_ssim_identity_and_degradation():
+    from xcf.metrics import ssim
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 32, 32, generator=g)
+    torch.testing.assert_close(ssim(x, x), torch.ones(2))
+    noisy = (x + 0.2 * torch.randn(2, 1, 32, 32, generator=g)).clamp(0, 1)
+    assert torch.all(ssim(x, noisy) < 0.9)
+    # per sample
+    torch.testing.assert_close(ssim(x[:1], noisy[:1]), ssim(x, noisy)[:1])

@@ -44,8 +44,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "explain": ("xcf.explain", "explain"),
-    "Explainer": ("xcf.explain", "Explainer"),
+    "explain": ("xcf.explainer", "explain"),
+    "Explainer": ("xcf.explainer", "Explainer"),
     "Counterfactual": ("xcf.result", "Counterfactual"),
     "load_pack": ("xcf.packs", "load_pack"),
     "list_packs": ("xcf.packs", "list_packs"),

@@ -52,7 +52,7 @@ def _config_overrides(args: argparse.Namespace) -> dict:
 
 
 def make_explainer(args: argparse.Namespace):
-    from .explain import Explainer
+    from .explainer import Explainer
 
     return Explainer(pack=args.pack, classifier=args.classifier, latent=args.latent,
                      saliency=args.saliency, locality=args.locality, config=args.preset,
@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the exact command, for manifests and reports
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

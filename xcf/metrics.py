@@ -880,3 +880,73 @@ def explanation_metrics(
     if latent_model is not None:
         out["realism"] = realism(latent_model, x_cf, x_input)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-quality metrics (training and manifests)
+# ---------------------------------------------------------------------------------------------
+
+
+def roc_auc(scores: Tensor, labels: Tensor) -> float:
+    """Area under the ROC curve of one finding (Mann-Whitney U with average ranks for ties).
+
+    ``AUC = (sum of positive ranks - n_pos (n_pos + 1) / 2) / (n_pos n_neg)``.
+
+    Args:
+        scores: ``(N,)`` any real scores (probabilities or logits).
+        labels: ``(N,)`` 0/1; NaN entries (unknown labels) are ignored.
+
+    Returns:
+        The AUC in [0, 1], or NaN when only one class is present.
+    """
+    s = scores.detach().double().flatten().cpu()
+    y = labels.detach().double().flatten().cpu()
+    keep = ~torch.isnan(y)
+    s, y = s[keep], y[keep]
+    n_pos = int((y == 1).sum())
+    n_neg = int((y == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = torch.argsort(s)
+    sorted_s = s[order]
+    ranks = torch.empty_like(s)
+    # average ranks of ties
+    uniq, inverse, counts = torch.unique_consecutive(sorted_s, return_inverse=True, return_counts=True)
+    ends = torch.cumsum(counts, 0).double()
+    starts = ends - counts.double() + 1
+    avg = (starts + ends) / 2
+    ranks[order] = avg[inverse]
+    u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def _gaussian_window(size: int, sigma: float, device, dtype) -> Tensor:
+    ax = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(ax**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(x: Tensor, y: Tensor, *, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> Tensor:
+    """Structural similarity (Wang et al. 2004) with a Gaussian window, per sample.
+
+    ``SSIM = mean_pixels[(2 mu_x mu_y + C1)(2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2))]``
+    with ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``, local statistics under an 11x11 Gaussian
+    (sigma 1.5), valid region only.
+
+    Args:
+        x, y: ``(B, 1, H, W)`` in [0, ``data_range``].
+
+    Returns:
+        ``(B,)`` in [-1, 1]; 1 for identical images.
+    """
+    w = _gaussian_window(window, sigma, x.device, torch.float32)
+    x, y = x.float(), y.float()
+    mu_x = torch.nn.functional.conv2d(x, w)
+    mu_y = torch.nn.functional.conv2d(y, w)
+    sxx = torch.nn.functional.conv2d(x * x, w) - mu_x**2
+    syy = torch.nn.functional.conv2d(y * y, w) - mu_y**2
+    sxy = torch.nn.functional.conv2d(x * y, w) - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    val = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return val.flatten(1).mean(dim=1)

@@ -94,8 +94,8 @@ def read_manifest(directory: str | os.PathLike | None = None) -> tuple[Path, dic
         if Path(entry["file"]).name != entry["file"]:
             raise WeightsError(f"{path}:{line_of(wname)}: weights entry '{wname}' file must be a bare file name")
     for pname, pack in data["packs"].items():
-        if not isinstance(pack, dict) or "classifier" not in pack or "latent" not in pack:
-            raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' needs 'classifier' and 'latent'")
+        if not isinstance(pack, dict):
+            raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' is not an object")
         for role in ("classifier", "latent", "oracle"):
             ref = pack.get(role)
             if ref is not None and ref not in data["weights"]:
@@ -190,4 +190,9 @@ def load_pack(name: str, weights_dir_: str | os.PathLike | None = None) -> Pack:
     if name not in data["packs"]:
         known = ", ".join(sorted(data["packs"])) or "(none)"
         raise WeightsError(f"unknown pack '{name}'; available packs: {known}")
-    return Pack(name, data["packs"][name], d, data)
+    entry = data["packs"][name]
+    missing = [role for role in ("classifier", "latent") if not entry.get(role)]
+    if missing:
+        raise WeightsError(f"pack '{name}' in {d / MANIFEST} is incomplete: no {' or '.join(missing)} weights; "
+                           "train them with `xcf train ... --pack` first")
+    return Pack(name, entry, d, data)
