@@ -46,8 +46,12 @@ class CAM(SaliencyMethod):
                 "feature block (use a gradient method such as 'saliency' or 'integrated-gradients')")
         captured: list[Tensor] = []
 
+        versions: list[int] = []
+
         def hook(_module, _inputs, output):
             captured.append(output)
+            first = output[0] if isinstance(output, (tuple, list)) else output
+            versions.append(first._version)
 
         handle = layer.register_forward_hook(hook)
         try:
@@ -59,6 +63,11 @@ class CAM(SaliencyMethod):
                 acts = captured[-1]
                 if isinstance(acts, (tuple, list)):
                     acts = acts[0]
+                if acts._version != versions[-1]:
+                    raise ComponentError(
+                        f"the output of {type(classifier).__name__}.cam_layer() is modified in place later in "
+                        "forward() (e.g. DenseNet's norm5 followed by an in-place ReLU), so its activations "
+                        "and gradients are wrong; return the block before it")
                 score = logits[torch.arange(logits.shape[0], device=logits.device), targets.to(logits.device)]
                 (grads,) = torch.autograd.grad(score.sum(), acts)
         finally:
