@@ -39,6 +39,16 @@ class ExplainConfig(BaseModel):
         channels_last: Use channels-last memory format on CUDA.
         compile: Wrap the classifier and decoder with ``torch.compile``.
         decision_threshold: Probability below which a finding counts as absent (validity).
+        stop_check_every: Evaluate the stopping rule every this many steps (fewer host syncs on GPU).
+        method: ``"seed"`` (the masked latent optimization) or ``"latent-shift"`` (the Gifsplanation
+            baseline, Cohen et al. 2021: no mask, one gradient, a line search along it).
+        blend: ``"none"`` (seed); ``"input"`` or ``"reconstruction"``: the counterfactual is
+            ``m * D(z) + (1 - m) * ref`` with ``m`` the (feathered) mask, so nothing outside the mask
+            changes by construction (``"input"`` also removes the autoencoder's error outside it).
+        feather: Gaussian sigma (pixels) that softens the blending mask's edge.
+        region_thresholds: Adaptive region: saliency levels tried in order (decreasing, so the
+            region grows); a sample moves to the next level only if it did not flip at the current
+            one. ``None``: the single level ``mask_threshold``.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -58,6 +68,20 @@ class ExplainConfig(BaseModel):
     channels_last: bool = False
     compile: bool = False
     decision_threshold: float = Field(0.5, gt=0, lt=1)
+    stop_check_every: int = Field(1, ge=1)
+    method: Literal["seed", "latent-shift"] = "seed"
+    blend: Literal["none", "reconstruction", "input"] = "none"
+    feather: float = Field(0.0, ge=0, le=64)
+    region_thresholds: tuple[float, ...] | None = None
+
+    @field_validator("region_thresholds")
+    @classmethod
+    def _check_levels(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is None:
+            return v
+        if not v or any(not 0 < t < 1 for t in v) or list(v) != sorted(v, reverse=True):
+            raise ValueError("region_thresholds must be decreasing saliency levels in (0, 1), e.g. (0.5, 0.3, 0.1)")
+        return tuple(float(t) for t in v)
 
     @field_validator("device")
     @classmethod

@@ -238,7 +238,8 @@ class Explainer:
         return out
 
     def explain_tensor(self, x: Tensor, targets: Tensor, *, sources: Sequence[str | None] | None = None,
-                       gt_masks: Tensor | None = None) -> list[Counterfactual]:
+                       gt_masks: Tensor | None = None,
+                       true_counterfactuals: Tensor | None = None) -> list[Counterfactual]:
         """Explain a batch already in canonical form at the latent model's size.
 
         Args:
@@ -246,6 +247,8 @@ class Explainer:
             targets: ``(B,)`` long label indices.
             sources: Optional file names, stored in the results.
             gt_masks: Optional ``(B, 1, S, S)`` bool ground-truth regions, for the metrics.
+            true_counterfactuals: Optional ``(B, 1, S, S)`` ground-truth counterfactual images
+                (phantoms), for the metrics.
         """
         cfg = self.config
         S = self.latent.input_size
@@ -296,34 +299,31 @@ class Explainer:
                 Sc = self.classifier.input_size
                 _check_images(sal, (B, 1, Sc, Sc), slabel)
                 sal = resize_to(sal.detach().float(), S).clamp(0, 1)
-                res = optimize_latent(self.classifier, self.latent, x, targets, sal, self.locality, cfg,
-                                      initial=(z0.detach(), x0, p0))
+                runs = self._search(x, targets, sal, z0.detach(), x0, p0)
             seconds = (time.perf_counter() - start) / B
-        mask = self.locality.mask(sal).bool()
-        metrics = self._metrics(x, res, mask, p_in, targets, gt_masks)
+        metrics = self._metrics(x, runs, p_in, targets, gt_masks, true_counterfactuals)
         cfg_dict = cfg.model_dump()
         prov = self.provenance()
         comps = self.components()
         results = []
         for b in range(B):
             k = int(targets[b])
-            steps_b = int(res.steps[b])
             results.append(Counterfactual(
                 input=x[b].detach().cpu(),
-                reconstruction=res.reconstruction[b].cpu(),
-                counterfactual=res.counterfactual[b].cpu(),
+                reconstruction=runs.reconstruction[b].cpu(),
+                counterfactual=runs.counterfactual[b].cpu(),
                 saliency=sal[b].cpu(),
-                mask=mask[b].cpu(),
+                mask=runs.mask[b].cpu(),
                 labels=self.labels,
                 target=self.labels[k],
                 target_index=k,
                 probs_input=p_in[b].cpu(),
-                probs_reconstruction=res.probs_reconstruction[b].cpu(),
-                probs_counterfactual=res.probs_counterfactual[b].cpu(),
-                steps=steps_b,
+                probs_reconstruction=runs.probs_reconstruction[b].cpu(),
+                probs_counterfactual=runs.probs_counterfactual[b].cpu(),
+                steps=int(runs.steps[b]),
                 seconds=seconds,
-                losses=[float(v) for v in res.losses[:, b].cpu() if v == v],
-                status=res.status[b],
+                losses=runs.losses[b],
+                status=runs.status[b],
                 config=cfg_dict,
                 components=comps,
                 metrics={key: float(val[b]) for key, val in metrics.items()},
@@ -332,16 +332,103 @@ class Explainer:
             ))
         return results
 
-    def _metrics(self, x: Tensor, res, mask: Tensor, p_in: Tensor, targets: Tensor,
-                 gt_masks: Tensor | None) -> dict[str, Tensor]:
+    def _search(self, x: Tensor, targets: Tensor, sal: Tensor, z0, x0: Tensor, p0: Tensor) -> _Runs:
+        """Run the configured search, growing the region level by level for samples that did not
+        flip (``config.region_thresholds``), with optional blending by construction."""
+        cfg = self.config
+        B = x.shape[0]
+        levels = list(cfg.region_thresholds) if cfg.region_thresholds else [cfg.mask_threshold]
+        runs = _Runs.empty(x, p0)
+        todo = torch.arange(B, device=x.device)
+        for level in levels:
+            sal_l = sal[todo]
+            if level != cfg.mask_threshold:  # move the loss's threshold to this level
+                sal_l = (sal_l * (cfg.mask_threshold / level)).clamp(0, 1)
+            mask = self.locality.mask(sal_l).bool()
+            z0_t, x0_t, p0_t = z0.select(todo), x0[todo], p0[todo]
+            blend = None
+            if cfg.blend != "none":
+                bm = feather_mask(mask.float(), cfg.feather)
+                ref = x[todo] if cfg.blend == "input" else x0_t
+                with torch.no_grad():
+                    x0_t = bm * x0_t + (1 - bm) * ref
+                    p0_t = classify(self.classifier, x0_t)
+                blend = (bm, ref)
+            if cfg.method == "latent-shift":
+                from .baselines import latent_shift
+
+                res = latent_shift(self.classifier, self.latent, x[todo], targets[todo], cfg,
+                                   initial=(z0_t, x0_t, p0_t))
+            else:
+                res = optimize_latent(self.classifier, self.latent, x[todo], targets[todo], sal_l,
+                                      self.locality, cfg, initial=(z0_t, x0_t, p0_t), blend=blend)
+            runs.record(todo, res, mask, level)
+            p_t = res.probs_counterfactual[torch.arange(len(todo), device=x.device), targets[todo]]
+            todo = todo[p_t >= cfg.decision_threshold]
+            if todo.numel() == 0:
+                break
+        return runs
+
+    def _metrics(self, x: Tensor, runs: _Runs, p_in: Tensor, targets: Tensor,
+                 gt_masks: Tensor | None, true_cf: Tensor | None = None) -> dict[str, Tensor]:
         from .metrics import explanation_metrics
 
         m = explanation_metrics(
-            x, res.reconstruction, res.counterfactual, mask, p_in, res.probs_reconstruction,
-            res.probs_counterfactual, targets,
-            gt_mask=None if gt_masks is None else gt_masks.to(x.device),
+            x, runs.reconstruction, runs.counterfactual, runs.mask, p_in, runs.probs_reconstruction,
+            runs.probs_counterfactual, targets,
+            gt_mask=None if gt_masks is None else gt_masks.to(x.device).bool(),
+            x_true_cf=None if true_cf is None or gt_masks is None else true_cf.to(x.device).float(),
             validity_threshold=self.config.decision_threshold)
+        m["region_threshold"] = runs.level
         return {k: v.detach().float().cpu() for k, v in m.items()}
+
+
+def feather_mask(mask: Tensor, sigma: float) -> Tensor:
+    """Soften a ``(B, 1, H, W)`` mask in [0, 1] with a Gaussian of ``sigma`` pixels (0: unchanged)."""
+    if sigma <= 0:
+        return mask
+    r = max(1, int(round(3 * sigma)))
+    ax = torch.arange(-r, r + 1, device=mask.device, dtype=mask.dtype)
+    g = torch.exp(-(ax**2) / (2 * sigma**2))
+    g = g / g.sum()
+    out = torch.nn.functional.conv2d(torch.nn.functional.pad(mask, (r, r, 0, 0), mode="replicate"),
+                                     g.view(1, 1, 1, -1))
+    out = torch.nn.functional.conv2d(torch.nn.functional.pad(out, (0, 0, r, r), mode="replicate"),
+                                     g.view(1, 1, -1, 1))
+    return out.clamp(0, 1)
+
+
+class _Runs:
+    """Per-sample outputs collected over the region levels (the last level run for each sample)."""
+
+    def __init__(self, x: Tensor, p0: Tensor) -> None:
+        B = x.shape[0]
+        self.reconstruction = torch.empty_like(x)
+        self.counterfactual = torch.empty_like(x)
+        self.mask = torch.zeros_like(x, dtype=torch.bool)
+        self.probs_reconstruction = torch.empty_like(p0)
+        self.probs_counterfactual = torch.empty_like(p0)
+        self.steps = torch.zeros(B, dtype=torch.long)
+        self.level = torch.zeros(B)
+        self.losses: list[list[float]] = [[] for _ in range(B)]
+        self.status = ["completed"] * B
+
+    @classmethod
+    def empty(cls, x: Tensor, p0: Tensor) -> _Runs:
+        return cls(x, p0)
+
+    def record(self, idx: Tensor, res, mask: Tensor, level: float) -> None:
+        self.reconstruction[idx] = res.reconstruction
+        self.counterfactual[idx] = res.counterfactual
+        self.mask[idx] = mask
+        self.probs_reconstruction[idx] = res.probs_reconstruction
+        self.probs_counterfactual[idx] = res.probs_counterfactual
+        losses = res.losses.cpu()
+        for j, b in enumerate(idx.tolist()):
+            self.steps[b] += int(res.steps[j])
+            self.level[b] = level
+            self.losses[b] += [float(v) for v in losses[:, j] if v == v]
+            self.status[b] = res.status[j]
 
 
 def explain(image: Any, target: str | int, *, pack: Any = None, classifier: Any = None,

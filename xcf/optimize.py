@@ -143,6 +143,7 @@ def optimize_latent(
     config,
     *,
     initial: tuple[Latent, Tensor, Tensor] | None = None,
+    blend: tuple[Tensor, Tensor] | None = None,
 ) -> OptimizationResult:
     """Search counterfactual latents for a batch.
 
@@ -154,7 +155,12 @@ def optimize_latent(
         saliency: ``(B, 1, S, S)`` in [0, 1].
         locality: Per-sample locality loss.
         config: An :class:`xcf.ExplainConfig`.
-        initial: ``(z0, x0, p0)`` when the caller already encoded the batch (skips that work).
+        initial: ``(z0, x0, p0)`` when the caller already encoded the batch (skips that work);
+            with ``blend``, ``x0`` and ``p0`` must be those of the blended start.
+        blend: ``(mask, ref)``, each ``(B, 1, S, S)``: the image the classifier sees is
+            ``mask * D(z) + (1 - mask) * ref`` (blending by construction; ``mask`` in [0, 1], e.g. a
+            feathered saliency region, ``ref`` the input or the reconstruction). Change outside the
+            mask's support is then exactly zero.
 
     Returns:
         An :class:`OptimizationResult`.
@@ -165,10 +171,20 @@ def optimize_latent(
     with frozen(classifier, latent_model):
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if config.autocast_bf16 and device.type == "cuda" else contextlib.nullcontext())
+        bmask, bref = blend if blend is not None else (None, None)
+
+        def render(lat: Latent, idx: Tensor | None) -> Tensor:
+            out = latent_model.decode(lat).float()
+            if bmask is None:
+                return out
+            mk = bmask if idx is None else bmask[idx]
+            rf = bref if idx is None else bref[idx]
+            return mk * out + (1 - mk) * rf
+
         if initial is None:
             with torch.no_grad(), autocast:
                 z0 = latent_model.encode(x).detach()
-                x0 = latent_model.decode(z0).float()
+                x0 = render(z0, None)
                 p0 = classify(classifier, x0)
         else:
             z0, x0, p0 = initial
@@ -198,7 +214,7 @@ def optimize_latent(
                 break
             za = z[active].requires_grad_(True)
             with autocast:
-                xd = latent_model.decode(aux_active.with_z(za)).float()
+                xd = render(aux_active.with_z(za), active)
                 pa = classify(classifier, xd)
             loss_cls = ((pa - y[active]) ** 2).mean(dim=1)
             loss_loc = locality(xd, x0[active], saliency[active]).float()
@@ -260,7 +276,7 @@ def optimize_latent(
         if rest.numel():
             with torch.no_grad(), autocast:
                 sub = z0.select(rest).with_z(z[rest])
-                xr = latent_model.decode(sub).float()
+                xr = render(sub, rest)
                 cf[rest] = xr
                 p_cf[rest] = classify(classifier, xr)
         bad = ~torch.isfinite(cf).flatten(1).all(dim=1)
