@@ -1,15 +1,22 @@
-"""Built-in latent models."""
+"""Built-in latent models: ``conv-ae``, ``segnet-ae`` and ``vae``."""
 
 from __future__ import annotations
 
 from xcf import hookimpl
 
 from .conv_ae import ConvAE
+from .segnet import NARROW_WIDTHS, VGG16_WIDTHS, SegNetAE
+from .vae import ConvVAE, kl_divergence
 
-__all__ = ["ConvAE"]
+__all__ = ["ConvAE", "SegNetAE", "ConvVAE", "kl_divergence", "VGG16_WIDTHS", "NARROW_WIDTHS"]
 
 
 @hookimpl
 def xcf_register_latent_models(register) -> None:
     register("conv-ae", ConvAE,
              description="plain convolutional autoencoder, everything in z (latent_channels x S/32 x S/32), no skips")
+    register("segnet-ae", SegNetAE,
+             description="the seed's SegNet autoencoder (Badrinarayanan et al. 2017): VGG-16 encoder, z 512 x S/32 x S/32 "
+                         "plus fixed max-pool indices; 29.5 M params (widths=(16, 32, 64, 128, 128): 1.8 M)")
+    register("vae", ConvVAE,
+             description="convolutional VAE (Kingma & Welling 2014), spatial latent 16 x S/16 x S/16, encode() gives the mean")

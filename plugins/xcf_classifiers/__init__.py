@@ -1,15 +1,21 @@
-"""Built-in classifiers."""
+"""Built-in classifiers (``small-cnn``, ``densenet121``) and :func:`wrap_classifier` for your own."""
 
 from __future__ import annotations
 
 from xcf import hookimpl
 
-from .small_cnn import SmallCNN
+from .densenet import DenseNet121
+from .small_cnn import CHEXPERT5, SmallCNN
+from .wrap import WrappedClassifier, imagenet_rgb, wrap_classifier, xrv_range
 
-__all__ = ["SmallCNN"]
+__all__ = ["SmallCNN", "DenseNet121", "CHEXPERT5", "WrappedClassifier", "wrap_classifier",
+           "imagenet_rgb", "xrv_range"]
 
 
 @hookimpl
 def xcf_register_classifiers(register) -> None:
     register("small-cnn", SmallCNN,
              description="fast CPU classifier: 5 conv-BN-ReLU blocks (16-32-64-96-128), global average pool, ~0.3 M params")
+    register("densenet121", DenseNet121,
+             description="DenseNet-121 (Huang et al. 2017), torchvision layout, 224 px, grey->ImageNet RGB inside "
+                         "(in_channels='grey' for 1 channel), CAM layer features.norm5; 7.0 M params, untrained")
