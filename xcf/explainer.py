@@ -384,7 +384,11 @@ class Explainer:
 
 
 def feather_mask(mask: Tensor, sigma: float) -> Tensor:
-    """Soften a ``(B, 1, H, W)`` mask in [0, 1] with a Gaussian of ``sigma`` pixels (0: unchanged)."""
+    """Feather a ``(B, 1, H, W)`` mask in [0, 1]: ``max(mask, clamp(2 * gaussian_sigma(mask), 0, 1))``.
+
+    The region keeps weight 1 (its edge, where the blur is 0.5, too) and gains a soft border that
+    falls to 0 over about ``2 * sigma`` pixels outside it. ``sigma == 0`` returns the mask unchanged.
+    """
     if sigma <= 0:
         return mask
     r = max(1, int(round(3 * sigma)))
@@ -395,7 +399,7 @@ def feather_mask(mask: Tensor, sigma: float) -> Tensor:
                                      g.view(1, 1, 1, -1))
     out = torch.nn.functional.conv2d(torch.nn.functional.pad(out, (0, 0, r, r), mode="replicate"),
                                      g.view(1, 1, -1, 1))
-    return out.clamp(0, 1)
+    return torch.maximum(mask, (2 * out).clamp(0, 1))
 
 
 class _Runs:
