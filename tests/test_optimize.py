@@ -179,3 +179,15 @@ def test_zero_steps_returns_reconstruction(analytic):
     (cf,) = _explainer(analytic, steps=0).explain(region_image(), 0)
     assert torch.equal(cf.counterfactual, cf.reconstruction)
     assert cf.steps == 0
+
+
+def test_stop_check_every_gives_the_same_results(analytic):
+    """Checking the stopping rule every k steps (fewer host syncs) changes no result: finished
+    samples are frozen on the device until they leave the batch."""
+    x = torch.cat([region_image(value=0.6), region_image(value=0.95), region_image(value=0.8)])
+    every1 = _explainer(analytic, steps=300, stop_probability=0.5).explain(x, [0, 0, 1])
+    every7 = _explainer(analytic, steps=300, stop_probability=0.5, stop_check_every=7).explain(x, [0, 0, 1])
+    for a, b in zip(every1, every7):
+        assert a.steps == b.steps and a.status == b.status == "stopped"
+        torch.testing.assert_close(a.counterfactual, b.counterfactual, atol=1e-6, rtol=0)
+        assert a.losses == b.losses

@@ -136,6 +136,9 @@ class Explainer:
         self.device = resolve_device(self.config.device)
         self.classifier.to(self.device)
         self.latent.to(self.device)
+        if self.config.channels_last and self.device.type == "cuda":
+            self.classifier.to(memory_format=torch.channels_last)
+            self.latent.to(memory_format=torch.channels_last)
         labels = tuple(self.classifier.labels)
         if not labels:
             raise ComponentError(f"{component_label(self.classifier, 'classifier')} has no labels")
@@ -256,6 +259,8 @@ class Explainer:
         if tuple(x.shape[1:]) != (1, S, S):
             raise ConfigError(f"images must be (B, 1, {S}, {S}) for this latent model, got {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
+        if cfg.channels_last and self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
         targets = targets.to(self.device)
         clabel = component_label(self.classifier, "classifier")
         llabel = component_label(self.latent, "latent")

@@ -172,9 +172,13 @@ def optimize_latent(
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if config.autocast_bf16 and device.type == "cuda" else contextlib.nullcontext())
         bmask, bref = blend if blend is not None else (None, None)
+        decode, clf_call = latent_model.decode, classifier
+        if config.compile:  # dynamic shapes: the batch shrinks as samples stop
+            decode = torch.compile(latent_model.decode, dynamic=True)
+            clf_call = torch.compile(classifier, dynamic=True)
 
         def render(lat: Latent, idx: Tensor | None) -> Tensor:
-            out = latent_model.decode(lat).float()
+            out = decode(lat).float()
             if bmask is None:
                 return out
             mk = bmask if idx is None else bmask[idx]
@@ -198,63 +202,59 @@ def optimize_latent(
         last_delta = torch.zeros_like(z)  # to step back to the last finite latent
         n_steps = torch.zeros(B, dtype=torch.long, device=device)
         below = torch.zeros(B, dtype=torch.long, device=device)
+        stopped = torch.zeros(B, dtype=torch.bool, device=device)
+        bad = torch.zeros(B, dtype=torch.bool, device=device)
         losses = torch.full((steps_max, B), float("nan"), device=device)
-        status = ["completed"] * B
-        cf = torch.empty_like(x0)
-        p_cf = torch.empty_like(p0)
-        done = torch.zeros(B, dtype=torch.bool, device=device)
+        cf = x0.detach().clone()
+        p_cf = p0.detach().clone()
 
         active = torch.arange(B, device=device)
         aux_active = z0  # Latent whose aux is indexed like `active`
         beta1, beta2 = ADAM_BETAS
         stop_p = config.stop_probability
+        check_every = config.stop_check_every
+        zshape = (-1,) + (1,) * (z.dim() - 1)
+        ishape = (-1,) + (1,) * (x0.dim() - 1)
 
+        # No host-device sync inside a step: finished samples are frozen on the device (their update
+        # is zeroed) and leave the batch at the next check, every `stop_check_every` steps.
         for step in range(steps_max):
-            if active.numel() == 0:
-                break
             za = z[active].requires_grad_(True)
             with autocast:
                 xd = render(aux_active.with_z(za), active)
-                pa = classify(classifier, xd)
+                pa = torch.sigmoid(clf_call(resize_to(xd, classifier.input_size)).float())
             loss_cls = ((pa - y[active]) ** 2).mean(dim=1)
             loss_loc = locality(xd, x0[active], saliency[active]).float()
             loss = loss_loc + w_cls * loss_cls
             (grad,) = torch.autograd.grad(loss.sum(), za)
-            losses[step, active] = loss.detach()
+            ld = loss.detach()
+            finite = torch.isfinite(ld) & torch.isfinite(grad).flatten(1).all(dim=1)
+            was_done = stopped[active] | bad[active]
+            losses[step, active] = torch.where(finite & ~was_done, ld, float("nan"))
 
-            # --- per-sample end conditions, evaluated on the current z (before its update) ---
-            finite = torch.isfinite(loss.detach()) & torch.isfinite(grad).flatten(1).all(dim=1)
-            p_t = pa.detach()[torch.arange(active.numel(), device=device), targets[active]]
+            # --- end conditions, on the current z (before its update) ---
+            newly_bad = ~finite & ~was_done
             if stop_p is not None:
-                below[active] = torch.where(p_t < stop_p, below[active] + 1, 0)
-                stop_now = (below[active] >= config.stop_patience) & finite
+                p_t = pa.detach()[torch.arange(active.numel(), device=device), targets[active]]
+                below_a = torch.where((p_t < stop_p) & finite, below[active] + 1, 0)
+                below[active] = below_a
+                newly_stopped = (below_a >= config.stop_patience) & finite & ~was_done
+                # keep the image and probabilities of the step the sample stopped at
+                keep_now = newly_stopped.view(ishape)
+                cf[active] = torch.where(keep_now, xd.detach(), cf[active])
+                p_cf[active] = torch.where(newly_stopped[:, None], pa.detach(), p_cf[active])
+                stopped[active] = stopped[active] | newly_stopped
             else:
-                stop_now = torch.zeros_like(finite)
-            leave = stop_now | ~finite
-            if bool(leave.any()):  # one host sync per step, only to shrink the batch
-                for j in torch.nonzero(leave).flatten().tolist():
-                    b = int(active[j])
-                    done[b] = True
-                    if bool(finite[j]):
-                        status[b] = "stopped"
-                        cf[b] = xd.detach()[j]
-                        p_cf[b] = pa.detach()[j]
-                    else:
-                        status[b] = "nonfinite"
-                        losses[step, b] = float("nan")
-                        if step > 0:
-                            z[b] = z[b] - last_delta[b]
-                            n_steps[b] -= 1
-                keep = ~leave
-                za_keep, grad = za.detach()[keep], grad[keep]
-                active = active[keep]
-                aux_active = aux_active.select(keep)
-            else:
-                za_keep = za.detach()
-            if active.numel() == 0:
-                break
+                newly_stopped = torch.zeros_like(finite)
+            bad[active] = bad[active] | newly_bad
+            frozen_now = (was_done | newly_stopped | newly_bad).view(zshape)
+            za_d = za.detach()
+            if step > 0:  # a non-finite latent steps back to the last finite one
+                za_d = torch.where(newly_bad.view(zshape), za_d - last_delta[active], za_d)
+                n_steps[active] -= newly_bad.long()
+            grad = torch.where(frozen_now, torch.zeros_like(grad), torch.nan_to_num(grad))
 
-            # --- Adam update of the remaining samples (torch.optim.Adam's arithmetic) ---
+            # --- Adam update (torch.optim.Adam's arithmetic); frozen samples do not move ---
             t = step + 1
             lr = _lr_at(config, step)
             m_a = m[active].mul_(beta1).add_(grad, alpha=1 - beta1)
@@ -262,28 +262,37 @@ def optimize_latent(
             bias1 = 1 - beta1**t
             bias2_sqrt = math.sqrt(1 - beta2**t)
             denom = (v_a.sqrt() / bias2_sqrt).add_(ADAM_EPS)
-            z_new = za_keep.addcdiv(m_a, denom, value=-lr / bias1)
+            z_new = torch.where(frozen_now, za_d, za_d.addcdiv(m_a, denom, value=-lr / bias1))
             z[active] = z_new
-            last_delta[active] = z_new - za_keep
+            last_delta[active] = z_new - za_d
             m[active] = m_a
             v[active] = v_a
-            n_steps[active] += 1
+            n_steps[active] += (~frozen_now.flatten()).long()
 
-        # samples that ran out of steps (or nonfinite at start): decode their final / last finite z
-        rest = torch.nonzero(~done).flatten()
-        nonfinite = torch.tensor([s == "nonfinite" for s in status], device=device)
-        rest = torch.cat([rest, torch.nonzero(nonfinite).flatten()])
+            if (step + 1) % check_every == 0 and step + 1 < steps_max:
+                leave = stopped[active] | bad[active]
+                if bool(leave.any()):  # the only host sync: shrink the batch
+                    keep = ~leave
+                    active = active[keep]
+                    aux_active = aux_active.select(keep)
+                    if active.numel() == 0:
+                        break
+
+        status = ["stopped" if bool(st) else "nonfinite" if bool(bd) else "completed"
+                  for st, bd in zip(stopped.tolist(), bad.tolist())]
+        # samples that ran out of steps, or went non-finite: decode their final / last finite z
+        rest = torch.nonzero(~stopped).flatten()
         if rest.numel():
             with torch.no_grad(), autocast:
                 sub = z0.select(rest).with_z(z[rest])
                 xr = render(sub, rest)
                 cf[rest] = xr
                 p_cf[rest] = classify(classifier, xr)
-        bad = ~torch.isfinite(cf).flatten(1).all(dim=1)
-        if bool(bad.any()):  # nothing finite to show: fall back to the reconstruction, say so
-            cf[bad] = x0[bad]
-            p_cf[bad] = p0[bad]
-            for b in torch.nonzero(bad).flatten().tolist():
+        nonfinite_cf = ~torch.isfinite(cf).flatten(1).all(dim=1)
+        if bool(nonfinite_cf.any()):  # nothing finite to show: fall back to the reconstruction, say so
+            cf[nonfinite_cf] = x0[nonfinite_cf]
+            p_cf[nonfinite_cf] = p0[nonfinite_cf]
+            for b in torch.nonzero(nonfinite_cf).flatten().tolist():
                 status[b] = "nonfinite"
 
     if device.type == "cuda":
