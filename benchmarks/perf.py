@@ -1,0 +1,8 @@
+"""Speed benchmark (see xcf/benchmarks_perf.py): python benchmarks/perf.py --pack pneumonia --n 8"""
+
+import sys
+
+from xcf.benchmarks_perf import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Speed benchmark: the seed's loop vs xcf's defaults vs xcf's fastest settings, side by side.
+
+In one run, on the same models and images:
+
+- ``seed-loop``: an independent re-implementation of the seed notebook's loop: one image at a time,
+  ``torch.optim.Adam`` on the latent, 200 steps, no early stopping, saliency Grad-CAM++ and the
+  seed's loss (nothing shared with :mod:`xcf.optimize` except the models);
+- ``xcf-default``: :class:`xcf.Explainer` with ``ExplainConfig()`` (the seed's settings), batched;
+- ``xcf-fast``: ``ExplainConfig.preset("fast")``, batched;
+- any other preset given with ``--variants``.
+
+Each variant runs in its own subprocess so that its peak resident memory (``ru_maxrss``) is its
+own; on CUDA the peak allocated GPU memory is reported too, and images per second at batch sizes
+1, 16 and 64 (``--gpu-batches``). Printed per variant: median seconds per explanation, median steps,
+validity (p < 0.5), L1 and squared share of the change inside the saliency mask, and the ratio of
+the seed loop's median seconds to the variant's.
+
+Usage::
+
+    python benchmarks/perf.py --pack pneumonia --n 8
+    python benchmarks/perf.py --seed-sizes --n 2          # DenseNet-121 + full segnet-ae, 224 px
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["main", "seed_loop"]
+
+
+def seed_loop(classifier, latent, x: torch.Tensor, target: int, steps: int = 200) -> dict[str, Any]:
+    """The seed's loop for one image ``(1, 1, S, S)``; returns the counterfactual and timings."""
+    import torch.nn.functional as F
+
+    from xcf.registry import create
+
+    t0 = time.perf_counter()
+    classifier.eval()
+    latent.eval()
+    for p in list(classifier.parameters()) + list(latent.parameters()):
+        p.requires_grad_(False)
+    size = classifier.input_size
+
+    def probs(img):
+        if img.shape[-1] != size:
+            img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return torch.sigmoid(classifier(img))
+
+    cam = create("saliency", "gradcam++")
+    xc = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True) \
+        if x.shape[-1] != size else x
+    sal = cam(classifier, xc, torch.tensor([target]))
+    if sal.shape[-1] != x.shape[-1]:
+        sal = F.interpolate(sal, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    mask = (sal > 0.5).float()
+    with torch.no_grad():
+        lat = latent.encode(x)
+        x0 = latent.decode(lat)
+        t = probs(x0).clone()
+    p_in = float(probs(x).detach()[0, target])
+    t[0, target] = 0.0
+    z = lat.z.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.1)
+    w = 1e5 * (1 - mask) + mask
+    for _ in range(steps):
+        opt.zero_grad()
+        xd = latent.decode(type(lat)(z, lat.aux))
+        loss = ((xd - x0) ** 2 * w).mean() + 1e3 * F.mse_loss(probs(xd), t)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        xcf_ = latent.decode(type(lat)(z, lat.aux))
+        p_cf = float(probs(xcf_)[0, target])
+    return {"counterfactual": xcf_, "reconstruction": x0, "mask": mask.bool(), "p_input": p_in,
+            "p_cf": p_cf, "steps": steps, "seconds": time.perf_counter() - t0}
+
+
+def _models(args) -> tuple[Any, Any, str]:
+    import xcf
+    from xcf.registry import create
+
+    if args.seed_sizes:
+        torch.manual_seed(0)
+        clf = create("classifier", "densenet121", labels=["Cardiomegaly", "Edema", "Consolidation",
+                                                          "Atelectasis", "Pleural Effusion"])
+        lat = create("latent", "segnet-ae")
+        return clf, lat, "DenseNet-121 (7.0 M) + segnet-ae 64-512 (29.5 M), 224 px, UNTRAINED (random init, seed 0)"
+    pack = xcf.load_pack(args.pack)
+    n_c = sum(p.numel() for p in pack.classifier.parameters()) / 1e6
+    n_l = sum(p.numel() for p in pack.latent.parameters()) / 1e6
+    return pack.classifier, pack.latent, f"pack '{args.pack}' (classifier {n_c:.2f} M + latent {n_l:.2f} M params)"
+
+
+def _images(args, S: int) -> tuple[torch.Tensor, list[int]]:
+    """Images the classifier calls positive (p > 0.5) for the target, from the pack's data."""
+    if args.seed_sizes or args.data == "random":
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(args.n, 1, S, S, generator=g), [0] * args.n
+    if args.data == "phantom":
+        from xcf.data.phantoms import FINDINGS, generate_case
+        from xcf.train import PHANTOM_TEST_SEED
+
+        xs, ts = [], []
+        for i in range(args.n):
+            f = FINDINGS[i % len(FINDINGS)]
+            xs.append(generate_case(PHANTOM_TEST_SEED + i, findings=[f], size=S).image)
+            ts.append(FINDINGS.index(f))
+        return torch.stack(xs), ts
+    from xcf.data import FolderDataset
+
+    ds = FolderDataset(args.data, split="test", labels=[args.target], size=S)
+    idx = [i for i in range(len(ds)) if ds.targets[i, 0] == 1][: args.n]
+    return torch.stack([ds[i][0] for i in idx]), [0] * len(idx)
+
+
+def _run_variant(args, variant: str, queue) -> None:
+    torch.set_num_threads(args.threads)
+    import xcf
+    from xcf.metrics import share_inside
+
+    clf, lat, desc = _models(args)
+    x, targets = _images(args, lat.input_size)
+    rows = []
+    if variant == "seed-loop":
+        for i in range(len(x)):
+            r = seed_loop(clf, lat, x[i:i + 1], targets[i], steps=args.steps)
+            d = {"seconds": r["seconds"], "steps": r["steps"], "valid": r["p_cf"] < 0.5,
+                 "share_l1": float(share_inside(r["counterfactual"], r["reconstruction"], r["mask"], 1)[0]),
+                 "share_l2": float(share_inside(r["counterfactual"], r["reconstruction"], r["mask"], 2)[0]),
+                 "p_cf": r["p_cf"]}
+            rows.append(d)
+    else:
+        preset = {"xcf-default": "seed", "xcf-fast": "fast"}.get(variant, variant)
+        ex = xcf.Explainer(classifier=clf, latent=lat, config=xcf.ExplainConfig.preset(
+            preset, steps=args.steps if preset == "seed" else xcf.ExplainConfig.preset(preset).steps,
+            batch_size=args.batch_size, device=args.device))
+        tgt = [clf.labels[t] for t in targets]
+        t0 = time.perf_counter()
+        res = ex.explain(x, tgt)
+        wall = time.perf_counter() - t0
+        for cf in res:
+            rows.append({"seconds": wall / len(res), "steps": cf.steps, "valid": cf.p_counterfactual < 0.5,
+                         "share_l1": cf.metrics.get("share_in_mask_l1"), "share_l2": cf.metrics.get("share_in_mask_l2"),
+                         "p_cf": cf.p_counterfactual})
+    out = {"variant": variant, "models": desc, "n": len(rows), "rows": rows,
+           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if args.device != "cpu" and torch.cuda.is_available():
+        out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    queue.put(out)
+
+
+def _gpu_throughput(args) -> list[dict[str, Any]]:
+    import xcf
+
+    clf, lat, _ = _models(args)
+    out = []
+    for bs in args.gpu_batches:
+        x = torch.rand(bs, 1, lat.input_size, lat.input_size)
+        ex = xcf.Explainer(classifier=clf, latent=lat, config=xcf.ExplainConfig.preset(
+            "fast", batch_size=bs, device="cuda", steps=args.steps))
+        ex.explain(x[:1], [0])  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        ex.explain(x, [0] * bs)
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        out.append({"batch": bs, "images_per_s": bs / dt, "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20})
+    return out
+
+
+def _med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks/perf.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--pack", default="pneumonia")
+    p.add_argument("--seed-sizes", action="store_true", help="DenseNet-121 + full-width segnet-ae (untrained)")
+    p.add_argument("--data", default="../shared/data/kermany-pneumonia-224",
+                   help="folder with labels.csv (test split), 'phantom' or 'random'")
+    p.add_argument("--target", default="pneumonia")
+    p.add_argument("--n", type=int, default=8, help="images")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--variants", default="seed-loop,xcf-default,xcf-fast")
+    p.add_argument("--gpu-batches", type=int, nargs="*", default=[1, 16, 64])
+    p.add_argument("--out", help="write the table (Markdown) and raw rows (JSON) here")
+    args = p.parse_args(argv)
+    ctx = mp.get_context("spawn")
+    results = []
+    for variant in args.variants.split(","):
+        q = ctx.Queue()
+        proc = ctx.Process(target=_run_variant, args=(args, variant, q))
+        t0 = time.perf_counter()
+        proc.start()
+        res = q.get()
+        proc.join()
+        res["wall"] = time.perf_counter() - t0
+        results.append(res)
+        print(f"{variant}: done in {res['wall']:.0f} s", file=sys.stderr, flush=True)
+    base = _med([r["seconds"] for r in results[0]["rows"]])
+    lines = [f"Models: {results[0]['models']}; {results[0]['n']} images; device {args.device}; "
+             f"torch threads {args.threads}; command: python benchmarks/perf.py {' '.join(argv or sys.argv[1:])}",
+             "",
+             "| variant | median s / explanation | speed-up vs seed loop | median steps | validity | L1 share in mask (median) | squared share in mask (median) | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        med = _med([x["seconds"] for x in r["rows"]])
+        val = sum(bool(x["valid"]) for x in r["rows"]) / max(len(r["rows"]), 1)
+        lines.append(f"| {r['variant']} | {med:.2f} | {base / med:.1f}x | {_med([x['steps'] for x in r['rows']]):.0f} | "
+                     f"{val:.2f} | {_med([x['share_l1'] for x in r['rows']]):.3f} | "
+                     f"{_med([x['share_l2'] for x in r['rows']]):.3f} | {r['maxrss_mb']:.0f} |")
+    if args.device != "cpu" and torch.cuda.is_available():
+        lines += ["", f"GPU ({torch.cuda.get_device_name()}), preset fast:", "",
+                  "| batch | images/s | GPU peak MB |", "|---|---|---|"]
+        for g in _gpu_throughput(args):
+            lines.append(f"| {g['batch']} | {g['images_per_s']:.1f} | {g['gpu_peak_mb']:.0f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
