@@ -284,6 +284,7 @@ def auc_per_label(probs: Tensor, y: Tensor, labels: Sequence[str]) -> dict[str, 
 
 def train_classifier(model, data: TrainData, *, epochs: int, batch_size: int = 32, lr: float = 2e-3,
                      weight_decay: float = 1e-4, seed: int = 0, device: str = "auto",
+                     schedule_epochs: int | None = None,
                      checkpoint: Path | None = None, resume: bool = False, augment_train: bool = True,
                      log=print) -> dict[str, Any]:
     """Train a multi-label classifier; returns metrics and leaves the best weights loaded."""
@@ -297,8 +298,8 @@ def train_classifier(model, data: TrainData, *, epochs: int, batch_size: int = 3
     pos_weight = (neg / pos.clamp_min(1)).clamp(0.1, 10).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(data.train_x) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch),
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=max(1, (schedule_epochs or epochs) * steps_per_epoch), pct_start=0.15)
     start_epoch, best, best_state = 0, {"val_mean_auc": -1.0, "epoch": -1}, {}
     if resume and checkpoint is not None and checkpoint.is_file():
         start_epoch, best, best_state = _load_checkpoint(checkpoint, model, opt, sched)
@@ -398,7 +399,8 @@ def _cam_features(classifier, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, lr: float = 1e-3,
-                 seed: int = 0, device: str = "auto", classifier=None, consistency_weight: float = 1.0,
+                 seed: int = 0, device: str = "auto", schedule_epochs: int | None = None,
+                 classifier=None, consistency_weight: float = 1.0,
                  feature_weight: float = 0.1, beta: float = 1e-3, checkpoint: Path | None = None,
                  resume: bool = False, augment_train: bool = True, log=print) -> dict[str, Any]:
     """Train an autoencoder or VAE (``model.loss`` is used when the model has one).
@@ -417,8 +419,8 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
         classifier.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(len(data.train_x) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch),
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=max(1, (schedule_epochs or epochs) * steps_per_epoch), pct_start=0.1)
     start_epoch, best, best_state = 0, {"val_score": float("inf"), "epoch": -1}, {}
     if resume and checkpoint is not None and checkpoint.is_file():
         start_epoch, best, best_state = _load_checkpoint(checkpoint, model, opt, sched)
@@ -542,6 +544,9 @@ def _add_parser(sub) -> None:
     p.add_argument("--split", default="train", help="training split of a labels.csv (default train)")
     p.add_argument("--eval-split", default="test", help="held-out split for test metrics (default test; '' for none)")
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--schedule-epochs", type=int,
+                   help="length of the one-cycle learning-rate schedule in epochs (default: --epochs); "
+                        "with a smaller --epochs, training stops part-way through the schedule")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
@@ -593,11 +598,13 @@ def _run(args: argparse.Namespace) -> int:
     if kind == "classifier":
         metrics = train_classifier(model, data, epochs=args.epochs, batch_size=args.batch_size or 32,
                                    lr=args.lr or 2e-3, seed=args.seed, device=args.device, checkpoint=ckpt,
+                                   schedule_epochs=args.schedule_epochs,
                                    resume=args.resume, augment_train=not args.no_augment, log=log)
     else:
         clf = load_component(args.classifier, out) if args.classifier else None
         metrics = train_latent(model, data, epochs=args.epochs, batch_size=args.batch_size or 16,
                                lr=args.lr or 1e-3, seed=args.seed, device=args.device, classifier=clf,
+                               schedule_epochs=args.schedule_epochs,
                                consistency_weight=args.consistency_weight, feature_weight=args.feature_weight,
                                beta=args.beta, checkpoint=ckpt, resume=args.resume,
                                augment_train=not args.no_augment, log=log)
@@ -615,7 +622,10 @@ def _run(args: argparse.Namespace) -> int:
         "input": {"size": args.size, "channels": 1, "range": [0, 1], "dtype": "float32",
                   "aspect": "crop"},
         "parameters": n_params,
-        "command": "xcf " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:])),
+        # a resumed run continues the same deterministic run (RNG, optimizer and schedule state are in
+        # the checkpoint), so the command that reproduces the weights is the one without --resume
+        "command": "xcf " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]) if a != "--resume"),
+        "resumed": bool(args.resume),
         "data": data.summary(),
         "licence": data.licence,
         "seed": args.seed,
