@@ -67,21 +67,58 @@ def _explain_parser(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or DICOM file(s)")
     p.add_argument("--target", required=True, help="finding to remove (label name or index)")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per image when several)")
+    p.add_argument("--gif", action="store_true",
+                   help="also write the optimization path as an animated GIF (optimization.gif)")
+    p.add_argument("--gif-frames", type=int, default=20, help="frames of the GIF's path (default 20)")
     _add_component_options(p)
     p.set_defaults(func=_run_explain)
 
 
 def _run_explain(args: argparse.Namespace) -> int:
+    import torch
+
     explainer = make_explainer(args)
     out = Path(args.out)
-    results = explainer.explain(args.images, args.target)
-    for path, cf in zip(args.images, results):
+    tidx = explainer.target_index(args.target)
+    # an unreadable image is reported (one line) and skipped; the others are explained
+    good, xs = [], []
+    for path in args.images:
+        try:
+            xs.append(explainer.load(path))
+            good.append(path)
+        except XcfError as exc:
+            if len(args.images) == 1:
+                raise
+            print(f"xcf: error: {str(exc).splitlines()[0]} (skipped)", file=sys.stderr)
+    results, paths = [], []
+    bs = explainer.config.batch_size
+    for i in range(0, len(xs), bs):
+        x = torch.cat(xs[i:i + bs])
+        t = torch.full((x.shape[0],), tidx, dtype=torch.long)
+        if getattr(args, "gif", False):
+            from .gif import explain_with_paths
+
+            cfs, frames = explain_with_paths(explainer, x, t, sources=good[i:i + bs],
+                                             frames=args.gif_frames)
+        else:
+            cfs, frames = explainer.explain_tensor(x, t, sources=good[i:i + bs]), [None] * x.shape[0]
+        results += cfs
+        paths += frames
+    for path, cf, frames in zip(good, results, paths):
         folder = out if len(args.images) == 1 else out / Path(path).stem
-        cf.save(folder)
+        if frames:
+            from .atomic import atomic_dir
+            from .gif import GIF_NAME, write_gif
+
+            with atomic_dir(folder) as tmp:  # the GIF lands with the other files, atomically
+                cf.save(tmp)
+                write_gif(frames, tmp / GIF_NAME)
+        else:
+            cf.save(folder)
         print(f"{path}: p({cf.target}) {cf.p_input:.3f} -> reconstruction {cf.p_reconstruction:.3f} "
               f"-> counterfactual {cf.p_counterfactual:.3f} in {cf.steps} steps ({cf.status}), "
               f"{cf.seconds:.1f} s -> {folder}")
-    return 0
+    return 0 if len(good) == len(args.images) else 2
 
 
 @command("plugins")
@@ -128,7 +165,7 @@ def _load_extra_commands() -> None:
     # Commands implemented in their own modules register themselves on import.
     import importlib
 
-    for mod in ("xcf.demo", "xcf.train", "xcf.bench"):
+    for mod in ("xcf.demo", "xcf.train", "xcf.bench", "xcf.dataset_run", "xcf.html_report"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -171,4 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m xcf.cli`: run the importable module's main, where subcommands register themselves
+    from xcf.cli import main as _main
+
+    sys.exit(_main())

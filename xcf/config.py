@@ -49,6 +49,20 @@ class ExplainConfig(BaseModel):
         region_thresholds: Adaptive region: saliency levels tried in order (decreasing, so the
             region grows); a sample moves to the next level only if it did not flip at the current
             one. ``None``: the single level ``mask_threshold``.
+        shift_schedule: ``method="latent-shift"`` only (:func:`xcf.baselines.latent_shift`): how the
+            shift sizes ``|lambda|`` grow, ``"geometric"`` (``shift_num`` values evenly spaced in
+            log scale from ``shift_lambda_min`` to ``shift_lambda_max``) or ``"linear"``
+            (``shift_num`` evenly spaced values from ``shift_lambda_max / shift_num`` to
+            ``shift_lambda_max``). ``config.steps`` does not apply to latent-shift: it decodes at
+            most ``shift_num`` shifted latents.
+        shift_lambda_min: Smallest ``|lambda|`` of the geometric schedule.
+        shift_lambda_max: Bound on ``|lambda|``: the search gives up there.
+        shift_num: Number of ``lambda`` values of the schedule (the most decodes per sample).
+        shift_lambdas: Explicit ``lambda`` values instead of a schedule: negative, each further
+            from 0 than the one before (e.g. ``(-1, -3, -10, -30)``).
+        shift_use_logit: Take the gradient of the target *logit* instead of its probability
+            (Latent Shift's default is the probability, whose gradient vanishes when the sigmoid
+            saturates).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -73,6 +87,12 @@ class ExplainConfig(BaseModel):
     blend: Literal["none", "reconstruction", "input"] = "none"
     feather: float = Field(0.0, ge=0, le=64)
     region_thresholds: tuple[float, ...] | None = None
+    shift_schedule: Literal["geometric", "linear"] = "geometric"
+    shift_lambda_min: float = Field(1e-3, gt=0)
+    shift_lambda_max: float = Field(1e5, gt=0)
+    shift_num: int = Field(50, ge=1, le=100_000)
+    shift_lambdas: tuple[float, ...] | None = None
+    shift_use_logit: bool = False
 
     @field_validator("region_thresholds")
     @classmethod
@@ -81,6 +101,17 @@ class ExplainConfig(BaseModel):
             return v
         if not v or any(not 0 < t < 1 for t in v) or list(v) != sorted(v, reverse=True):
             raise ValueError("region_thresholds must be decreasing saliency levels in (0, 1), e.g. (0.5, 0.3, 0.1)")
+        return tuple(float(t) for t in v)
+
+    @field_validator("shift_lambdas")
+    @classmethod
+    def _check_lambdas(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is None:
+            return v
+        ok = bool(v) and all(t < 0 for t in v) and all(b < a for a, b in zip(v, v[1:]))
+        if not ok:
+            raise ValueError("shift_lambdas must be negative and decreasing (growing in size), "
+                             "e.g. (-1, -3, -10, -30)")
         return tuple(float(t) for t in v)
 
     @field_validator("device")

@@ -1,0 +1,213 @@
+"""The benchmarks run end to end on a tiny phantom pack trained here (64 px, seconds); the outputs
+have the right shape and sane values (not good values: the pack is barely trained)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from xcf.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def tiny_pack(tmp_path_factory):
+    """A 'phantom' pack (classifier, SegNet latent model, oracle) at 64 px in a temp folder."""
+    from safetensors.torch import save_file
+
+    from xcf.data.phantoms import FINDINGS, PhantomDataset
+    from xcf.packs import sha256_file
+    from xcf.registry import Registry, make_plugin_manager
+    from xcf.train import TrainData, _stack, train_classifier, train_latent, update_manifest
+
+    out = tmp_path_factory.mktemp("weights")
+    tx, ty = _stack(PhantomDataset(96, seed=0, size=SIZE))
+    vx, vy = _stack(PhantomDataset(32, seed=1, size=SIZE))
+    data = TrainData("phantom:96", FINDINGS, tx, ty, vx, vy, None, None, "synthetic", "test pack")
+    reg = Registry(make_plugin_manager())
+    quiet = lambda s: None  # noqa: E731
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and robust on a busy CPU
+
+    def save(model, name, kind, component, args, role):
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"{name}.safetensors"))
+        entry = {"file": f"{name}.safetensors", "sha256": sha256_file(out / f"{name}.safetensors"),
+                 "kind": kind, "component": component, "args": args}
+        if kind == "classifier":
+            entry["labels"] = list(FINDINGS)
+        update_manifest(out, name, entry, pack="phantom", role=role)
+
+    for name, widths, seed, role in (("clf", [8, 8, 16, 16, 16], 0, "classifier"),
+                                     ("oracle", [4, 8, 8, 16, 16], 1, "oracle")):
+        args = {"labels": list(FINDINGS), "input_size": SIZE, "widths": widths}
+        torch.manual_seed(seed)
+        clf = reg.create("classifier", "small-cnn", **args)
+        train_classifier(clf, data, epochs=1, seed=seed, device="cpu", log=quiet)
+        save(clf, name, "classifier", "small-cnn", args, role)
+    args = {"input_size": SIZE, "widths": [4, 8, 8, 16, 16]}
+    torch.manual_seed(0)
+    ae = reg.create("latent", "segnet-ae", **args)
+    train_latent(ae, data, epochs=1, device="cpu", log=quiet)
+    save(ae, "ae", "latent", "segnet-ae", args, "latent")
+    torch.set_num_threads(threads)
+    return out
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _num(v: str) -> float:
+    return float(v) if v not in ("", None) else math.nan
+
+
+@pytest.mark.slow
+def test_quick_counterfactual_benchmark(tiny_pack, tmp_path, monkeypatch, capsys):
+    from xcf.benchmarks_counterfactuals import COLUMNS, QUICK_METHODS, QUICK_N
+
+    monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
+    out = tmp_path / "bench"
+    assert main(["bench", "counterfactuals", "--quick", "--out", str(out), "--steps", "8"]) == 0
+    for name in ("rows.csv", "summary.md", "summary.csv", "run.json", "validity_vs_locality.png",
+                 "time_per_method.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    rows = _rows(out / "rows.csv")
+    assert list(rows[0]) == list(COLUMNS)
+    assert len(rows) == len(QUICK_METHODS) * QUICK_N
+    for m in QUICK_METHODS:
+        mine = [r for r in rows if r["method"] == m]
+        assert len(mine) == QUICK_N and len({r["case"] for r in mine}) == QUICK_N
+        assert {r["finding"] for r in mine} == {"Cardiomegaly", "Pleural Effusion", "Consolidation",
+                                                "Nodule", "Pneumothorax"}
+    for r in rows:
+        for key in ("p_input", "p_counterfactual", "share_in_gt_l1", "share_in_gt_dilated_l1",
+                    "share_in_mask_l1", "share_in_ref_mask_l1", "iou_gt", "mask_area",
+                    "oracle_p_counterfactual", "mae_true_inside", "mae_true_outside"):
+            v = _num(r[key])
+            assert math.isnan(v) or 0 <= v <= 1, (key, r[key])
+        assert r["validity"] in ("0", "1") and r["oracle_validity"] in ("0", "1")
+        assert r["pointing_game"] in ("0", "1")
+        assert _num(r["realism"]) >= 0 and _num(r["seconds"]) > 0
+        assert r["status"] in ("completed", "stopped", "nonfinite")
+        steps = int(float(r["steps"]))
+        if r["method"] == "latent-shift":
+            assert 0 <= steps <= 50  # decodes of the default schedule
+        elif r["method"] == "blend-region":
+            assert 0 <= steps <= 8 * 4  # up to four region levels
+        else:
+            assert 0 <= steps <= 8
+    pixel = [r for r in rows if r["method"] == "pixel"]
+    assert all(_num(r["reconstruction_shift"]) == 0 for r in pixel)  # no autoencoder error
+    md = (out / "summary.md").read_text()
+    for m in QUICK_METHODS:
+        assert f"| {m} | {QUICK_N} |" in md
+    summary = _rows(out / "summary.csv")
+    assert [r["method"] for r in summary] == list(QUICK_METHODS)
+    assert all(0 <= float(r["validity_mean"]) <= 1 for r in summary)
+
+    # a rerun resumes: nothing new to do, rows unchanged
+    before = (out / "rows.csv").read_text()
+    assert main(["bench", "counterfactuals", "--quick", "--out", str(out), "--steps", "8"]) == 0
+    assert (out / "rows.csv").read_text() == before
+    # other settings into the same folder are refused with one line
+    assert main(["bench", "counterfactuals", "--quick", "--out", str(out), "--steps", "9"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resume_after_partial_run_and_bad_image(tiny_pack, tmp_path, monkeypatch):
+    """Half a run + a truncated last line: the rerun repairs the file and adds only the missing rows;
+    a folder with an unreadable image skips it and reports it."""
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
+    out = tmp_path / "bench"
+    common = ["bench", "counterfactuals", "--out", str(out), "--steps", "2", "--methods",
+              "seed,latent-shift", "--batch-size", "2", "--threads", "1"]
+    assert main([*common, "--n", "2"]) == 0
+    with open(out / "rows.csv", "a", encoding="utf-8") as fh:
+        fh.write("seed,phantom-0002-consolidation,Consol")  # a run killed mid-write
+    assert main([*common, "--n", "3"]) == 0
+    rows = _rows(out / "rows.csv")
+    assert sorted((r["method"], r["case"]) for r in rows) == sorted(
+        (m, c) for m in ("seed", "latent-shift")
+        for c in ("phantom-0000-cardiomegaly", "phantom-0001-pleural-effusion", "phantom-0002-consolidation"))
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).save(data / f"{i}.png")
+    (data / "3.png").write_bytes(b"not a png")
+    (data / "labels.csv").write_text("path,split,nodule\n0.png,test,1\n1.png,test,0\n2.png,test,1\n3.png,test,1\n")
+    fout = tmp_path / "folder"
+    assert main(["bench", "counterfactuals", "--data", str(data), "--target", "Nodule", "--pack", "phantom",
+                 "--out", str(fout), "--steps", "2", "--methods", "seed", "--threads", "1"]) == 0
+    rows = _rows(fout / "rows.csv")
+    assert sorted(r["case"] for r in rows) == ["0.png", "2.png"]  # 1.png is negative, 3.png broken
+    assert all(r["share_in_gt_l1"] == "" and r["share_in_ref_mask_l1"] != "" for r in rows)
+    assert "3.png" in (fout / "errors.csv").read_text()
+    assert (fout / "validity_vs_locality.png").is_file()
+
+
+@pytest.mark.slow
+def test_saliency_benchmark(tiny_pack, tmp_path, monkeypatch):
+    from xcf.benchmarks_saliency import THRESHOLDS
+
+    monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
+    out = tmp_path / "sal"
+    methods = ["gradcam++", "gradcam", "saliency"]
+    assert main(["bench", "saliency", "--out", str(out), "--n", "3", "--methods", ",".join(methods),
+                 "--threads", "1"]) == 0
+    rows = _rows(out / "rows.csv")
+    assert len(rows) == 3 * len(methods)
+    for r in rows:
+        for t in THRESHOLDS:
+            v = _num(r[f"iou@{t:.1f}"])
+            assert math.isnan(v) or 0 <= v <= 1
+        mass = _num(r["relevance_mass"])  # NaN for an all-zero map (a barely trained classifier)
+        assert r["pointing_game"] in ("0.0", "1.0") and (math.isnan(mass) or 0 <= mass <= 1)
+    md = (out / "summary.md").read_text()
+    assert all(f"| {m} | 3 |" in md for m in methods) and "IoU@0.9" in md
+    assert len(_rows(out / "summary.csv")) == len(methods)
+
+
+def test_list_and_bad_method(capsys):
+    assert main(["bench", "counterfactuals", "--list"]) == 0
+    listed = capsys.readouterr().out
+    for m in ("seed", "latent-shift", "global", "pixel", "gradcam", "hirescam", "integrated-gradients",
+              "masked-l1", "soft-mask", "blend", "region", "blend-region"):
+        assert f"\n{m} " in "\n" + listed
+    assert main(["bench", "counterfactuals", "--out", "x", "--methods", "nope"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+def test_methods_resolve_adhoc_and_all():
+    from xcf.benchmarks_counterfactuals import resolve_methods
+    from xcf.errors import ConfigError
+
+    ms = resolve_methods("seed,occlusion/masked-l1,gradcam/global/pixel")
+    assert [m.name for m in ms] == ["seed", "occlusion/masked-l1", "gradcam/global/pixel"]
+    assert ms[2].latent == "pixel" and ms[1].saliency == "occlusion"
+    with pytest.raises(ConfigError, match="unknown locality"):
+        resolve_methods("gradcam/nope")
+    every = resolve_methods("seed", all_combinations=True)
+    assert "gradcam++/masked-l2" not in [m.name for m in every]  # that pair is 'seed'
+    assert "occlusion/soft-mask" in [m.name for m in every]
+
+
+def test_scripts_are_thin_wrappers():
+    for script in ("counterfactuals.py", "saliency.py"):
+        res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--help"],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and "usage: xcf bench" in res.stdout

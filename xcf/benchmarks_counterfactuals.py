@@ -1,0 +1,945 @@
+"""The counterfactual benchmark: every method on the same images, the same metrics, one table.
+
+``xcf bench counterfactuals --out DIR [--data phantom|FOLDER] [--methods a,b | --all] [--quick]``
+(also ``python benchmarks/counterfactuals.py ...``).
+
+A *method* (:class:`Method`, the registry :data:`METHODS`) is a named combination of a saliency
+method, a latent model (the pack's, or a registered one such as ``pixel``), a locality loss and
+:class:`~xcf.ExplainConfig` settings. The defaults are the seed's method, the three baselines
+(``latent-shift``, ``global``, ``pixel``) and one-change variants of the seed. Ad-hoc combinations
+are written ``SALIENCY/LOCALITY`` or ``SALIENCY/LOCALITY/LATENT`` (e.g. ``occlusion/masked-l1``);
+``--all`` runs the defaults plus every registered saliency x locality pair.
+
+Data:
+
+- ``--data phantom`` (default): the phantom test set, case ``i`` is
+  ``generate_case(PHANTOM_TEST_SEED + i, findings=[f])`` with ``f`` cycling over the pack's
+  phantom findings, at the latent model's size; each case has its finding's ground-truth mask and
+  the true counterfactual (the same film without the finding).
+- ``--data FOLDER``: a folder with ``labels.csv`` (``xcf.data.FolderDataset``), rows of ``--split``
+  whose ``--target`` column is 1 (only images that show the finding are explained), in CSV order.
+
+Outputs in ``--out`` (rows are appended as each batch completes, so an interrupted run keeps them
+and a rerun skips the (method, case) pairs already in ``rows.csv``; a rerun with other settings
+(pack, data, steps, ...) into the same folder is refused):
+
+- ``rows.csv``: one row per (method, case): probabilities, every metric of
+  :func:`xcf.metrics.explanation_metrics` (validity, target drop, off-target change,
+  reconstruction shift, L1/L2, shares of the change inside the method's mask, and with ground
+  truth: shares inside the true region and the region grown by 8 px, IoU, pointing game, error to
+  the true counterfactual inside/outside), ``share_in_ref_mask_*`` (the share inside one
+  reference mask for every method: Grad-CAM++ > 0.5 of the pack's classifier on the input),
+  oracle probabilities and ``oracle_validity`` (the pack's independently trained oracle
+  classifier also puts the finding below 0.5), ``realism`` (:func:`xcf.metrics.realism` with the
+  pack's latent model), region threshold, steps, seconds per image, status;
+- ``summary.md`` / ``summary.csv``: per method, mean (median) and n of each metric;
+- ``validity_vs_locality.png`` (one point per method) and ``time_per_method.png``;
+- ``run.json`` (settings), ``errors.csv`` (images that failed, if any).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .atomic import atomic_file
+from .errors import ConfigError, DataError, UnknownLabelError, XcfError
+
+__all__ = [
+    "Method",
+    "METHODS",
+    "DEFAULT_METHODS",
+    "QUICK_METHODS",
+    "Case",
+    "phantom_cases",
+    "folder_cases",
+    "resolve_methods",
+    "run",
+    "write_summary",
+    "read_rows",
+    "COLUMNS",
+    "main",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# methods
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named counterfactual method: components + config overrides.
+
+    Attributes:
+        name: Row label in every output.
+        description: One line for ``--list`` and summary.md.
+        saliency: Registered saliency method.
+        locality: Registered locality loss.
+        latent: Registered latent model built at the pack's image size, or ``None`` for the
+            pack's own latent model.
+        config: :class:`~xcf.ExplainConfig` fields on top of the seed's defaults.
+    """
+
+    name: str
+    description: str
+    saliency: str = "gradcam++"
+    locality: str = "masked-l2"
+    latent: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def components(self) -> str:
+        cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
+        return (f"saliency {self.saliency}, latent {self.latent or 'pack'}, locality {self.locality}"
+                + (f", {cfg}" if cfg else ""))
+
+
+_REGION = (0.5, 0.35, 0.2, 0.1)
+
+#: Every named method, in table order.
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("seed", "the seed's method: Grad-CAM++ mask > 0.5, masked-l2 (outside x1e5), pack latent, "
+                   "Adam lr 0.1"),
+    Method("latent-shift", "baseline, Latent Shift (Cohen et al. 2021): one gradient of p(target) in "
+                           "the latent, line search, no mask", config={"method": "latent-shift"}),
+    Method("global", "baseline: the seed's optimizer without locality (global L2, mask = everything)",
+           locality="global"),
+    Method("pixel", "baseline: the seed's objective optimized on the pixels (no latent model)",
+           latent="pixel"),
+    Method("gradcam", "seed with Grad-CAM saliency", saliency="gradcam"),
+    Method("hirescam", "seed with HiResCAM saliency", saliency="hirescam"),
+    Method("integrated-gradients", "seed with Integrated Gradients saliency",
+           saliency="integrated-gradients"),
+    Method("masked-l1", "seed with the masked L1 locality loss", locality="masked-l1"),
+    Method("soft-mask", "seed with the soft (continuous saliency) mask", locality="soft-mask"),
+    Method("blend", "seed, decoder output blended into the input through the mask feathered 2 px",
+           config={"blend": "input", "feather": 2.0}),
+    Method("region", "seed, region grown (saliency > 0.5, 0.35, 0.2, 0.1) until the finding flips",
+           config={"region_thresholds": _REGION}),
+    Method("blend-region", "blend + region", config={"blend": "input", "feather": 2.0,
+                                                      "region_thresholds": _REGION}),
+)}
+
+#: The methods run when ``--methods`` is not given.
+DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
+#: ``--quick``: few methods, few cases, few steps.
+QUICK_METHODS: tuple[str, ...] = ("seed", "latent-shift", "global", "pixel", "blend")
+QUICK_N = 5
+QUICK_STEPS = 10
+BASELINES = ("latent-shift", "global", "pixel")
+
+
+def resolve_methods(spec: str | None, *, all_combinations: bool = False,
+                    registry: Any = None) -> list[Method]:
+    """Methods from a ``--methods`` string (comma-separated names or ``SAL/LOC[/LATENT]``).
+
+    Args:
+        spec: ``None`` for :data:`DEFAULT_METHODS`.
+        all_combinations: Add every registered saliency x locality pair with the pack's latent.
+        registry: Component registry used to validate names (default: the installed plugins).
+
+    Raises:
+        ConfigError: An unknown method or component name (the message lists the valid ones).
+    """
+    from .registry import get_registry
+
+    reg = registry or get_registry()
+    names = [s.strip() for s in spec.split(",") if s.strip()] if spec else list(DEFAULT_METHODS)
+    out: dict[str, Method] = {}
+    for name in names:
+        if name in METHODS:
+            out[name] = METHODS[name]
+            continue
+        parts = name.split("/")
+        if len(parts) not in (2, 3):
+            raise ConfigError(f"unknown method {name!r}; known: {', '.join(METHODS)}, or "
+                              "SALIENCY/LOCALITY[/LATENT] (see --list)")
+        kinds = ("saliency", "locality", "latent")
+        for kind, part in zip(kinds, parts):
+            if part not in reg.list(kind):
+                raise ConfigError(f"method {name!r}: unknown {kind} {part!r}; registered: "
+                                  f"{', '.join(reg.list(kind))}")
+        out[name] = Method(name, f"{parts[0]} saliency, {parts[1]} locality"
+                           + (f", {parts[2]} latent" if len(parts) == 3 else ""),
+                           saliency=parts[0], locality=parts[1],
+                           latent=parts[2] if len(parts) == 3 else None)
+    if all_combinations:
+        for sal in reg.list("saliency"):
+            for loc in reg.list("locality"):
+                name = f"{sal}/{loc}"
+                if not any(m.saliency == sal and m.locality == loc and m.latent is None
+                           and not m.config for m in out.values()):
+                    out[name] = Method(name, f"{sal} saliency, {loc} locality", saliency=sal,
+                                       locality=loc)
+    return list(out.values())
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Case:
+    """One image to explain.
+
+    Attributes:
+        case_id: Unique within the dataset (the resume key, with the method name).
+        target: The classifier label to remove.
+        info: Extra columns for rows.csv (``finding``, ``phantom_seed``, ``source``).
+        load: Returns ``(image (1, S, S), gt_mask (1, S, S) bool or None, true_cf or None)``; may
+            raise for a bad image (the case is then reported and skipped).
+    """
+
+    case_id: str
+    target: str
+    info: dict[str, Any]
+    load: Callable[[], tuple[Tensor, Tensor | None, Tensor | None]]
+
+
+def phantom_cases(n: int, labels: Sequence[str], size: int) -> list[Case]:
+    """The phantom test set: case ``i`` is ``generate_case(PHANTOM_TEST_SEED + i, [f_i])``.
+
+    Args:
+        n: Number of cases.
+        labels: The classifier's labels; the findings cycle over the phantom findings among them,
+            in :data:`xcf.data.phantoms.FINDINGS` order.
+        size: Image side (the latent model's ``input_size``; at least 64).
+
+    Raises:
+        ConfigError: The classifier has none of the phantom findings.
+    """
+    from .data.phantoms import FINDINGS, generate_case
+    from .train import PHANTOM_TEST_SEED
+
+    folded = {lab.casefold(): lab for lab in labels}
+    findings = [f for f in FINDINGS if f.casefold() in folded]
+    if not findings:
+        raise ConfigError(f"the pack's classifier has none of the phantom findings "
+                          f"({', '.join(FINDINGS)}); its labels: {', '.join(labels)}")
+    cases = []
+    for i in range(n):
+        finding = findings[i % len(findings)]
+        seed = PHANTOM_TEST_SEED + i
+
+        def load(seed: int = seed, finding: str = finding) -> tuple[Tensor, Tensor, Tensor]:
+            case = generate_case(seed, findings=[finding], size=size)
+            return case.image, case.masks[FINDINGS.index(finding)], case.counterfactual(finding)
+
+        slug = finding.lower().replace(" ", "-")
+        cases.append(Case(f"phantom-{i:04d}-{slug}", folded[finding.casefold()],
+                          {"finding": finding, "phantom_seed": seed}, load))
+    return cases
+
+
+def folder_cases(root: str | os.PathLike, target: str, labels: Sequence[str], size: int, *,
+                 split: str | None = "test", n: int | None = None) -> list[Case]:
+    """Images of a ``labels.csv`` folder whose ``target`` column is 1, in CSV order.
+
+    Args:
+        root: The folder.
+        target: A label of the classifier and a column of the CSV (both case-insensitive).
+        labels: The classifier's labels.
+        size: Image side.
+        split: Only rows of this split (``None``: all rows).
+        n: At most this many images.
+
+    Raises:
+        UnknownLabelError: ``target`` is not one of the classifier's labels.
+        DataError: Missing folder/CSV/column (from :class:`xcf.data.FolderDataset`).
+    """
+    from .data import FolderDataset
+    from .imageio import load_image
+
+    folded = {lab.casefold(): lab for lab in labels}
+    if target.casefold() not in folded:
+        raise UnknownLabelError(f"--target {target!r} is not a label of the pack's classifier; "
+                                f"its labels: {', '.join(labels)}")
+    column = target
+    with contextlib.suppress(OSError, UnicodeDecodeError, csv.Error, StopIteration):
+        with open(Path(root) / "labels.csv", newline="", encoding="utf-8-sig") as fh:
+            header = [h.strip() for h in next(csv.reader(fh))]
+        column = next((h for h in header if h.casefold() == target.casefold()), target)
+    ds = FolderDataset(root, labels=[column], split=split, size=size, check_files=False)
+    positive = torch.nonzero(ds.targets[:, 0] == 1).flatten().tolist()
+    if n is not None:
+        positive = positive[:n]
+    root = Path(root)
+    cases = []
+    for i in positive:
+        path = ds.path(i)
+        try:
+            rel = path.relative_to(root).as_posix()
+        except ValueError:
+            rel = str(path)
+
+        def load(path: Path = path) -> tuple[Tensor, None, None]:
+            return load_image(path, size=size)[0], None, None
+
+        cases.append(Case(rel, folded[target.casefold()], {"finding": target, "source": rel}, load))
+    return cases
+
+
+# --------------------------------------------------------------------------------------------
+# rows.csv
+
+
+#: rows.csv columns, in order.
+COLUMNS: tuple[str, ...] = (
+    "method", "case", "target", "finding", "phantom_seed", "source", "status",
+    "p_input", "p_reconstruction", "p_counterfactual",
+    "validity", "oracle_validity", "oracle_p_input", "oracle_p_counterfactual",
+    "target_drop", "off_target_mean", "off_target_max", "reconstruction_shift",
+    "l1", "l2", "share_in_mask_l1", "share_in_mask_l2", "mask_area", "region_threshold",
+    "share_in_ref_mask_l1", "share_in_ref_mask_l2",
+    "share_in_gt_l1", "share_in_gt_l2", "share_in_gt_dilated_l1", "iou_gt", "pointing_game",
+    "mae_true_inside", "mae_true_outside", "realism", "steps", "seconds",
+)
+_TEXT = ("method", "case", "target", "finding", "source", "status")
+
+#: Metrics of summary.md, in two tables.
+TABLE_LOCALITY = ("validity", "oracle_validity", "target_drop", "share_in_gt_l1", "share_in_gt_l2",
+                  "share_in_gt_dilated_l1", "iou_gt", "pointing_game", "share_in_ref_mask_l1",
+                  "share_in_ref_mask_l2", "share_in_mask_l1")
+TABLE_COST = ("mae_true_inside", "mae_true_outside", "off_target_mean", "off_target_max",
+              "reconstruction_shift", "realism", "l1", "l2", "mask_area", "region_threshold",
+              "steps", "seconds")
+LABELS = {
+    "validity": "valid", "oracle_validity": "oracle valid", "target_drop": "p drop",
+    "share_in_gt_l1": "L1 in GT", "share_in_gt_l2": "L2² in GT", "share_in_gt_dilated_l1": "L1 in GT+8px",
+    "iou_gt": "IoU GT", "pointing_game": "pointing", "share_in_ref_mask_l1": "L1 in ref mask",
+    "share_in_ref_mask_l2": "L2² in ref mask", "share_in_mask_l1": "L1 in own mask",
+    "mae_true_inside": "MAE true cf in", "mae_true_outside": "MAE true cf out",
+    "off_target_mean": "off-target mean", "off_target_max": "off-target max",
+    "reconstruction_shift": "recon shift", "mask_area": "mask area", "region_threshold": "region level",
+    "seconds": "s / image",
+}
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def _parse(key: str, v: str | None) -> Any:
+    if key in _TEXT:
+        return v or ""
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a ``rows.csv`` with numbers parsed (empty cells ``None``, ``nan`` NaN)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [{k: _parse(k, v) for k, v in row.items() if k is not None}
+                for row in csv.DictReader(fh) if row.get("method") and row.get("case")]
+
+
+def _repair_tail(path: Path) -> None:
+    """Drop a half-written last line (a run killed mid-write) so appends stay well-formed."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data[: data.rfind(b"\n") + 1]
+        with atomic_file(path, "wb") as fh:
+            fh.write(keep)
+        logger.warning("%s: dropped a half-written last line", path)
+
+
+class _RowWriter:
+    """Appends rows to rows.csv, one flushed write per batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.is_file() and path.stat().st_size:
+            _repair_tail(path)
+            with open(path, newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                logger.warning("%s has no column(s) %s (written by another xcf version); "
+                               "they are left out", path, ", ".join(missing))
+            self.columns = header
+        else:
+            self.columns = list(COLUMNS)
+            with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+                csv.writer(fh).writerow(self.columns)
+
+    def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        for r in rows:
+            w.writerow([_cell(r.get(c)) for c in self.columns])
+        with open(self.path, "a", encoding="utf-8", newline="") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# running
+
+
+def _settings(args: argparse.Namespace, pack_name: str) -> dict[str, Any]:
+    """What must be equal for rows of two runs to be comparable (checked on resume)."""
+    data = args.data if args.data == "phantom" else str(Path(args.data).resolve())
+    return {"pack": pack_name, "data": data,
+            "split": None if args.data == "phantom" else args.split,
+            "target": None if args.data == "phantom" else args.target,
+            "steps": args.steps, "stop_probability": args.stop_probability}
+
+
+def _check_settings(out: Path, settings: dict[str, Any]) -> None:
+    path = out / "run.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")).get("settings", {})
+    except (OSError, json.JSONDecodeError):
+        return
+    diff = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v]
+    if diff and (out / "rows.csv").is_file():
+        raise ConfigError(f"{out} holds rows made with other settings: {', '.join(diff)}; "
+                          "use another --out, or delete its rows.csv")
+
+
+def _explainer(method: Method, pack: Any, size: int, overrides: dict[str, Any]):
+    from .config import ExplainConfig
+    from .explainer import Explainer
+    from .registry import create
+
+    latent = create("latent", method.latent, input_size=size) if method.latent else None
+    config = ExplainConfig.build(**{**dict(method.config), **overrides})
+    return Explainer(pack=pack, latent=latent, saliency=method.saliency, locality=method.locality,
+                     config=config)
+
+
+class _RefMasks:
+    """The reference mask of each case (Grad-CAM++ > 0.5 of the classifier on the input), cached."""
+
+    def __init__(self, classifier: Any, size: int) -> None:
+        from .registry import create
+
+        self.classifier = classifier
+        self.size = size
+        self.method = create("saliency", "gradcam++")
+        self.cache: dict[str, Tensor] = {}
+
+    def get(self, ids: Sequence[str], x: Tensor, targets: Tensor) -> Tensor:
+        from .optimize import frozen, resize_to
+
+        todo = [i for i, cid in enumerate(ids) if cid not in self.cache]
+        if todo:
+            dev = next(iter(self.classifier.parameters()), torch.empty(0)).device
+            xs = resize_to(x[todo].to(dev), self.classifier.input_size)
+            with frozen(self.classifier):
+                sal = self.method(self.classifier, xs, targets[todo].to(dev))
+            masks = resize_to(sal.detach().float(), self.size).cpu() > 0.5
+            for j, i in enumerate(todo):
+                self.cache[ids[i]] = masks[j]
+        return torch.stack([self.cache[cid] for cid in ids])
+
+
+def _oracle_probs(oracle: Any, x: Tensor, targets: Sequence[str]) -> Tensor | None:
+    """``(B,)`` oracle probability of each sample's target (NaN where the oracle lacks it)."""
+    from .optimize import classify
+
+    if oracle is None:
+        return None
+    folded = {lab.casefold(): i for i, lab in enumerate(oracle.labels)}
+    dev = next(iter(oracle.parameters()), torch.empty(0)).device
+    with torch.no_grad():
+        p = classify(oracle, x.to(dev)).cpu()
+    out = torch.full((x.shape[0],), math.nan)
+    for b, t in enumerate(targets):
+        if t.casefold() in folded:
+            out[b] = p[b, folded[t.casefold()]]
+    return out
+
+
+def _explain_batch(ex: Any, method: Method, cases: Sequence[Case],
+                   loaded: Sequence[tuple[Tensor, Tensor | None, Tensor | None]], *, pack: Any,
+                   refs: _RefMasks) -> list[dict[str, Any]]:
+    from .metrics import realism, share_inside
+
+    x = torch.stack([item[0] for item in loaded])
+    targets = torch.tensor([ex.target_index(c.target) for c in cases])
+    gts = [item[1] for item in loaded]
+    trues = [item[2] for item in loaded]
+    gt = torch.stack(gts) if all(g is not None for g in gts) else None
+    true = torch.stack(trues) if gt is not None and all(t is not None for t in trues) else None
+    results = ex.explain_tensor(x, targets, sources=[c.case_id for c in cases], gt_masks=gt,
+                                true_counterfactuals=true)
+    x_in = torch.stack([r.input for r in results])
+    x_rec = torch.stack([r.reconstruction for r in results])
+    x_cf = torch.stack([r.counterfactual for r in results])
+    ref = refs.get([c.case_id for c in cases], x_in, targets)
+    ref_l1 = share_inside(x_cf, x_rec, ref, power=1)
+    ref_l2 = share_inside(x_cf, x_rec, ref, power=2)
+    names = [r.target for r in results]
+    o_in = _oracle_probs(pack.oracle, x_in, names)
+    o_cf = _oracle_probs(pack.oracle, x_cf, names)
+    real = realism(pack.latent, x_cf, x_in).cpu()
+    rows = []
+    for b, (case, r) in enumerate(zip(cases, results)):
+        row: dict[str, Any] = {
+            "method": method.name, "case": case.case_id, "target": r.target, **case.info,
+            "status": r.status, "p_input": r.p_input, "p_reconstruction": r.p_reconstruction,
+            "p_counterfactual": r.p_counterfactual, **r.metrics,
+            "share_in_ref_mask_l1": float(ref_l1[b]), "share_in_ref_mask_l2": float(ref_l2[b]),
+            "realism": float(real[b]), "steps": r.steps, "seconds": r.seconds,
+        }
+        if o_cf is not None:
+            row["oracle_p_input"] = float(o_in[b])
+            row["oracle_p_counterfactual"] = float(o_cf[b])
+            row["oracle_validity"] = (float(o_cf[b] < 0.5) if not math.isnan(float(o_cf[b]))
+                                      else math.nan)
+        rows.append(row)
+    return rows
+
+
+def run(out: str | os.PathLike, methods: Sequence[Method], cases: Sequence[Case], *, pack: Any,
+        overrides: dict[str, Any], batch_size: int = 8, settings: dict[str, Any] | None = None,
+        command: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``methods`` over ``cases``, appending to ``out/rows.csv`` and skipping done pairs.
+
+    Args:
+        out: Output folder (created).
+        methods: The methods, in order.
+        cases: The cases, in order.
+        pack: A loaded :class:`xcf.packs.Pack` (classifier, latent model, optional oracle).
+        overrides: :class:`~xcf.ExplainConfig` fields applied to every method (``steps``,
+            ``device``, ...).
+        batch_size: Images explained together (and written together).
+        settings: Written to ``run.json``.
+        command: The command line, for ``run.json`` (default: ``sys.argv``).
+        log: Progress messages.
+
+    Returns:
+        ``{"new_rows": int, "skipped": int, "errors": [(method, case, message)], "seconds": float}``.
+
+    Ctrl-C stops the run; the rows of completed batches stay in rows.csv.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.csv"
+    writer = _RowWriter(rows_path)  # first: it drops a half-written last row
+    done = {(r["method"], r["case"]) for r in read_rows(rows_path)}
+    with atomic_file(out / "run.json", "w", encoding="utf-8") as fh:
+        json.dump({"settings": settings or {}, "methods": {m.name: m.components() for m in methods},
+                   "n_cases": len(cases), "batch_size": batch_size, "overrides": overrides,
+                   "python": platform.python_version(), "torch": torch.__version__,
+                   "command": command or " ".join(sys.argv)}, fh, indent=2, default=str)
+        fh.write("\n")
+    size = pack.latent.input_size
+    plan = [(m, [c for c in cases if (m.name, c.case_id) not in done]) for m in methods]
+    total = sum(len(todo) for _, todo in plan)
+    skipped = len(methods) * len(cases) - total
+    if skipped:
+        log(f"resuming: {skipped} (method, case) pairs already in {rows_path}, {total} to do")
+    cache: dict[str, tuple[Tensor, Tensor | None, Tensor | None]] = {}
+    bad: dict[str, str] = {}
+    errors: list[tuple[str, str, str]] = []
+    refs = _RefMasks(pack.classifier, size)
+    new_rows = 0
+    start = time.perf_counter()
+    bar = tqdm(total=total, unit="img", disable=None, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for method, todo in plan:
+            if not todo:
+                continue
+            bar.set_description(method.name)
+            ex = _explainer(method, pack, size, overrides)
+            if pack.oracle is not None:
+                pack.oracle.to(ex.device)
+            for i in range(0, len(todo), batch_size):
+                batch, loaded = [], []
+                for case in todo[i:i + batch_size]:
+                    if case.case_id in bad:
+                        errors.append((method.name, case.case_id, bad[case.case_id]))
+                        continue
+                    try:
+                        if case.case_id not in cache:
+                            cache[case.case_id] = case.load()
+                        loaded.append(cache[case.case_id])
+                        batch.append(case)
+                    except (XcfError, OSError, ValueError) as exc:
+                        bad[case.case_id] = f"{type(exc).__name__}: {exc}"
+                        errors.append((method.name, case.case_id, bad[case.case_id]))
+                        bar.write(f"skipped {case.case_id}: {bad[case.case_id]}")
+                rows = _explain_safely(ex, method, batch, loaded, pack, refs, errors, bar)
+                writer.append(rows)
+                new_rows += len(rows)
+                bar.update(len(todo[i:i + batch_size]))
+    finally:
+        bar.close()
+    return {"new_rows": new_rows, "skipped": skipped, "errors": errors,
+            "seconds": time.perf_counter() - start}
+
+
+def _explain_safely(ex: Any, method: Method, batch: list[Case], loaded: list, pack: Any,
+                    refs: _RefMasks, errors: list, bar: Any) -> list[dict[str, Any]]:
+    """Explain a batch; if it fails, one image at a time, reporting and skipping the bad ones."""
+    if not batch:
+        return []
+    try:
+        return _explain_batch(ex, method, batch, loaded, pack=pack, refs=refs)
+    except Exception as exc:  # a bad image must not stop the benchmark
+        if len(batch) == 1:
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            errors.append((method.name, batch[0].case_id, msg))
+            bar.write(f"skipped {method.name} / {batch[0].case_id}: {msg}")
+            logger.debug("failure", exc_info=True)
+            return []
+    rows = []
+    for case, item in zip(batch, loaded):
+        rows += _explain_safely(ex, method, [case], [item], pack, refs, errors, bar)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# summary and plots
+
+
+def _order(rows: Sequence[Mapping[str, Any]], methods: Sequence[str] = ()) -> list[str]:
+    seen = list(dict.fromkeys(r["method"] for r in rows))
+    known = [m for m in (*methods, *METHODS) if m in seen]
+    return list(dict.fromkeys([*known, *seen]))
+
+
+def _present(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[str]:
+    return [k for k in keys if any(isinstance(r.get(k), float) for r in rows)]
+
+
+def _table(rows: Sequence[Mapping[str, Any]], order: Sequence[str], keys: Sequence[str]) -> str:
+    from .report import markdown_table
+
+    by = {m: [r for r in rows if r["method"] == m] for m in order}
+    ordered = [r for m in order for r in by[m]]
+    return markdown_table(ordered, "method", keys, LABELS)
+
+
+def summary_rows(rows: Sequence[Mapping[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
+    """Per method: ``n`` and ``{metric}_mean``, ``{metric}_median``, ``{metric}_n``."""
+    from .metrics import summarize
+
+    keys = _present(rows, [c for c in COLUMNS if c not in _TEXT and c != "phantom_seed"])
+    out = []
+    for m in order:
+        rs = [r for r in rows if r["method"] == m]
+        s = summarize(rs, keys)
+        row: dict[str, Any] = {"method": m, "n": len(rs)}
+        for k in keys:
+            row[f"{k}_mean"] = s[k]["mean"]
+            row[f"{k}_median"] = s[k]["median"]
+            row[f"{k}_n"] = s[k]["n"]
+        out.append(row)
+    return out
+
+
+def write_summary(out: str | os.PathLike, *, methods: Sequence[str] = (), title: str = "",
+                  notes: str = "") -> dict[str, Any]:
+    """(Re)write summary.md, summary.csv and the plots from ``out/rows.csv``.
+
+    Returns:
+        The per-method summary rows (see :func:`summary_rows`).
+    """
+    from .report import write_csv
+
+    out = Path(out)
+    rows = read_rows(out / "rows.csv")
+    order = _order(rows, methods)
+    summ = summary_rows(rows, order)
+    write_csv([{k: _cell(v) if isinstance(v, float) else v for k, v in r.items()} for r in summ],
+              out / "summary.csv")
+    described = {m.name: m for m in METHODS.values()}
+    info = {}
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    comps = info.get("methods", {})
+    lines = [f"# {title or 'xcf counterfactual benchmark'}", ""]
+    if notes:
+        lines += [notes, ""]
+    lines += ["Cells: mean (median) over the images; `n` = images. Validity: p(target) < 0.5 on "
+              "the classifier (`valid`) and on the pack's independent oracle (`oracle valid`). "
+              "`L1 in GT`: share of the absolute change (counterfactual - reconstruction) inside "
+              "the true region of the finding; `L2²`: share of the squared change; `ref mask`: "
+              "Grad-CAM++ > 0.5 of the classifier on the input, the same region for every method; "
+              "`realism`: the latent model's reconstruction error of the counterfactual over the "
+              "input's (1 = as plausible as the input).", ""]
+    loc = _present(rows, TABLE_LOCALITY)
+    cost = _present(rows, TABLE_COST)
+    if rows:
+        lines += ["## Validity and locality", "", _table(rows, order, loc), "",
+                  "## Fidelity, realism and cost", "", _table(rows, order, cost), ""]
+    else:
+        lines += ["No rows yet.", ""]
+    lines += ["## Methods", "", "| method | what | components |", "|---|---|---|"]
+    for m in order:
+        desc = described[m].description if m in described else ""
+        lines.append(f"| {m} | {desc} | {comps.get(m, described[m].components() if m in described else '')} |")
+    lines.append("")
+    with atomic_file(out / "summary.md", "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines))
+    if rows:
+        _plots(out, summ)
+    return {"rows": summ, "markdown": "\n".join(lines)}
+
+
+def _label_points(fig: Any, ax: Any, points: Sequence[tuple[str, float, float, str]]) -> None:
+    """Name each point, moving labels apart (greedy, in display space) so that none overlap."""
+    fig.canvas.draw()  # fixes the axes' transform
+    scale = 72.0 / fig.dpi  # display pixels -> points
+    placed: list[tuple[float, float, float, float]] = []  # label boxes in points
+    step, height = 10.0, 9.0
+    for name, xv, yv, color in sorted(points, key=lambda p: (-p[2], p[1])):
+        px, py = (v * scale for v in ax.transData.transform((xv, yv)))
+        width = 5.0 * len(name)
+        for k in range(60):
+            dy = 4.0 + (k + 1) // 2 * step * (1 if k % 2 else -1)
+            box = (px + 6, py + dy, px + 6 + width, py + dy + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                       for b in placed):
+                break
+        placed.append(box)
+        arrow = {"arrowstyle": "-", "color": color, "lw": 0.5, "alpha": 0.6} if abs(dy - 4.0) > 1 else None
+        ax.annotate(name, (xv, yv), textcoords="offset points", xytext=(6, dy), fontsize=7.5,
+                    color="black", arrowprops=arrow, va="bottom")
+
+
+def _plots(out: Path, summ: Sequence[Mapping[str, Any]]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def get(r: Mapping[str, Any], k: str) -> float:
+        v = r.get(k)
+        return float(v) if isinstance(v, (int, float)) else math.nan
+
+    ykey = next((k for k in ("share_in_gt_l1", "share_in_ref_mask_l1", "share_in_mask_l1")
+                 if any(not math.isnan(get(r, f"{k}_mean")) for r in summ)), "share_in_mask_l1")
+    ylabel = {"share_in_gt_l1": "share of |change| inside the true region (mean)",
+              "share_in_ref_mask_l1": "share of |change| inside Grad-CAM++ > 0.5 (mean)",
+              "share_in_mask_l1": "share of |change| inside the method's mask (mean)"}[ykey]
+    fig = Figure(figsize=(8, 6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    points = []
+    for r in summ:
+        name = r["method"]
+        xv, yv = get(r, "validity_mean"), get(r, f"{ykey}_mean")
+        if math.isnan(xv) or math.isnan(yv):
+            continue
+        color = "black" if name == "seed" else "tab:red" if name in BASELINES else "tab:blue"
+        marker = "s" if name in BASELINES else "o"
+        ax.scatter([xv], [yv], color=color, marker=marker, s=40, zorder=3)
+        ov = get(r, "oracle_validity_mean")
+        if not math.isnan(ov):
+            ax.scatter([ov], [yv], facecolors="none", edgecolors=color, marker=marker, s=30,
+                       alpha=0.6, zorder=2)
+            ax.plot([ov, xv], [yv, yv], color=color, lw=0.6, alpha=0.35, zorder=1)
+        points.append((name, xv, yv, color))
+    ys = [p[2] for p in points] or [0.0, 1.0]
+    lo, hi = min(ys), max(ys)
+    pad = max(0.05, 0.15 * (hi - lo))
+    ax.set_xlim(-0.05, 1.12)
+    ax.set_ylim(max(-0.02, lo - pad), min(1.02, hi + pad))
+    _label_points(fig, ax, points)
+    ax.set_xlabel("validity: share of images where p(target) < 0.5 "
+                  "(filled: classifier, hollow: oracle)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Validity vs locality, one point per method\n"
+                 "(black: seed, red squares: baselines; up and right is better)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "validity_vs_locality.png")
+
+    names = [r["method"] for r in summ]
+    secs = [get(r, "seconds_mean") for r in summ]
+    fig = Figure(figsize=(7.5, 0.9 + 0.35 * len(names)), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colors = ["black" if n == "seed" else "tab:red" if n in BASELINES else "tab:blue" for n in names]
+    ypos = list(range(len(names)))[::-1]
+    ax.barh(ypos, [0 if math.isnan(s) else s for s in secs], color=colors)
+    ax.set_yticks(ypos, names, fontsize=8)
+    for y, s in zip(ypos, secs):
+        if not math.isnan(s):
+            ax.annotate(f"{s:.2f} s", (s, y), textcoords="offset points", xytext=(3, -3), fontsize=7)
+    ax.set_xlabel("seconds per image (mean, batch time / batch size)")
+    ax.set_title("Time per method", fontsize=10)
+    ax.margins(x=0.15)
+    fig.tight_layout()
+    fig.savefig(out / "time_per_method.png")
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xcf bench counterfactuals",
+        description="Run counterfactual methods over a dataset and compare them (rows.csv, "
+                    "summary.md, summary.csv, plots). Resumable: rerun the same command to finish.",
+        epilog="examples:\n"
+               "  xcf bench counterfactuals --quick --out bench-quick\n"
+               "  xcf bench counterfactuals --n 200 --out bench-phantom\n"
+               "  xcf bench counterfactuals --data ../shared/data/kermany-pneumonia-224 --split test "
+               "--target pneumonia --pack pneumonia --out bench-pneumonia\n"
+               "  xcf bench counterfactuals --list",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", help="output folder (required unless --list)")
+    p.add_argument("--data", default="phantom", help="'phantom' (default) or a folder with labels.csv")
+    p.add_argument("--split", default="test", help="split of a labels.csv folder (default test)")
+    p.add_argument("--target", help="finding to explain in a labels.csv folder (a CSV column and a "
+                                     "classifier label); only images where it is 1 are explained")
+    p.add_argument("--pack", help="pack (default: phantom for --data phantom)")
+    p.add_argument("--methods", help="comma-separated methods (see --list) or SALIENCY/LOCALITY[/LATENT]")
+    p.add_argument("--all", action="store_true", help="also every registered saliency x locality pair")
+    p.add_argument("--list", action="store_true", help="print the named methods and exit")
+    p.add_argument("--n", type=int, help="number of images (default: 200 phantoms / every positive image)")
+    p.add_argument("--batch-size", type=int, default=8, help="images explained together (default 8)")
+    p.add_argument("--steps", type=int, help="optimizer steps for every method (default: the seed's 200)")
+    p.add_argument("--stop-probability", type=float, help="early stop below this probability (default: none)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (default: torch's choice; 1 is much faster on a CPU that "
+                        "other processes keep busy)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK_N} phantom cases, methods {','.join(QUICK_METHODS)}, {QUICK_STEPS} steps, "
+                        "1 thread (each overridable)")
+    p.add_argument("--summary-only", action="store_true", help="rewrite summary and plots from rows.csv")
+    return p
+
+
+def _list_methods() -> str:
+    w = max(len(n) for n in METHODS)
+    lines = [f"{m.name.ljust(w)}  {m.description}\n{' ' * w}  ({m.components()})" for m in METHODS.values()]
+    lines.append(f"\ndefault: all of the above; --quick: {', '.join(QUICK_METHODS)}; ad hoc: "
+                 "SALIENCY/LOCALITY[/LATENT], e.g. occlusion/masked-l1; --all adds every registered "
+                 "saliency x locality pair")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``xcf bench counterfactuals`` (see the module docstring); returns the exit status."""
+    threads = torch.get_num_threads()
+    try:
+        return _main(argv)
+    finally:
+        torch.set_num_threads(threads)  # --threads must not outlive the call (in-process use)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from .packs import load_pack
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.list:
+        print(_list_methods())
+        return 0
+    if not args.out:
+        raise ConfigError("--out DIR is required (the folder for rows.csv, summary.md and plots)")
+    out = Path(args.out)
+    if args.summary_only:
+        res = write_summary(out, title=f"xcf counterfactual benchmark ({out.name})")
+        print(res["markdown"])
+        return 0
+    if args.quick:
+        if args.data != "phantom":
+            raise ConfigError("--quick runs on the phantom test set; leave out --data")
+        args.n = args.n or QUICK_N
+        args.methods = args.methods or ",".join(QUICK_METHODS)
+        args.steps = args.steps if args.steps is not None else QUICK_STEPS
+        args.batch_size = min(args.batch_size, args.n)
+        args.threads = args.threads or 1
+    if args.n is not None and args.n < 1:
+        raise ConfigError(f"--n must be at least 1, got {args.n}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    methods = resolve_methods(args.methods, all_combinations=args.all)
+    pack_name = args.pack or ("phantom" if args.data == "phantom" else None)
+    if pack_name is None:
+        raise ConfigError("--pack is required with --data FOLDER (see `xcf packs`)")
+    pack = load_pack(pack_name)
+    size = pack.latent.input_size
+    labels = tuple(pack.labels)
+    if args.data == "phantom":
+        cases = phantom_cases(args.n or 200, labels, size)
+        what = f"phantom test set, {len(cases)} cases"
+    else:
+        if not args.target:
+            if len(labels) != 1:
+                raise ConfigError(f"--target is required with --data FOLDER; labels: {', '.join(labels)}")
+            args.target = labels[0]
+        if not Path(args.data).is_dir():
+            raise DataError(f"{args.data}: not a folder; --data takes 'phantom' or a folder with labels.csv")
+        cases = folder_cases(args.data, args.target, labels, size, split=args.split or None, n=args.n)
+        what = f"{Path(args.data).name} split {args.split!r}, {len(cases)} images with {args.target} = 1"
+        if not cases:
+            raise DataError(f"{args.data}: no image of split {args.split!r} has {args.target} = 1")
+    overrides: dict[str, Any] = {"device": args.device}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.stop_probability is not None:
+        overrides["stop_probability"] = args.stop_probability
+    settings = _settings(args, pack_name)
+    _check_settings(out, settings)
+    print(f"{len(methods)} methods x {what}, pack '{pack_name}' ({size} px), "
+          f"steps {args.steps or 'per method (200)'}, device {args.device} -> {out}", file=sys.stderr)
+    title = f"xcf counterfactual benchmark: {what}, pack `{pack_name}`"
+    command = "xcf bench counterfactuals " + " ".join(argv if argv is not None else sys.argv[1:])
+    interrupted = False
+    try:
+        res = run(out, methods, cases, pack=pack, overrides=overrides, batch_size=args.batch_size,
+                  settings=settings, command=command, log=lambda s: print(s, file=sys.stderr))
+    except KeyboardInterrupt:
+        interrupted = True
+        res = {"errors": [], "seconds": math.nan, "new_rows": 0}
+    if res["errors"]:
+        from .report import write_csv
+
+        write_csv([{"method": m, "case": c, "error": e} for m, c, e in res["errors"]], out / "errors.csv")
+    notes = (f"Pack `{pack_name}` ({size} px), {what}; steps: {args.steps or 'per method (200)'}, "
+             f"stop probability: {args.stop_probability}, device {args.device}, batch {args.batch_size}. "
+             f"Command: `{command}`.")
+    summary = write_summary(out, methods=[m.name for m in methods], title=title, notes=notes)
+    if interrupted:
+        raise KeyboardInterrupt
+    print(summary["markdown"])
+    n_err = len(res["errors"])
+    print(f"wrote {out}/rows.csv ({res['new_rows']} new rows in {res['seconds']:.0f} s), summary.md, "
+          f"summary.csv, validity_vs_locality.png, time_per_method.png"
+          + (f"; {n_err} images skipped (errors.csv)" if n_err else ""), file=sys.stderr)
+    return 0
