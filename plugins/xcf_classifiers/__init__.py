@@ -16,7 +16,7 @@ __all__ = ["SmallCNN", "DenseNet121", "MobileNetV3Small", "CHEXPERT5", "WrappedC
 @hookimpl
 def xcf_register_classifiers(register) -> None:
     register("small-cnn", SmallCNN,
-             description="fast CPU classifier: 5 conv-BN-ReLU blocks (16-32-64-96-128), global average pool, ~0.3 M params")
+             description="fast CPU classifier: 5 conv-BN-ReLU blocks (16-32-64-96-128), global average pool, 0.47 M params")
     register("mobilenet-v3-small", MobileNetV3Small,
              description="MobileNetV3-Small (Howard et al. 2019), 1-channel stem, ~1.5 M params, untrained; "
                          "a second architecture for oracle classifiers")
