@@ -45,6 +45,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .atomic import atomic_file
+
+try:  # POSIX: serialize manifest updates of concurrent trainings
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 from .errors import ConfigError, DataError
 from .metrics import roc_auc, ssim
 
@@ -498,6 +503,19 @@ def update_manifest(out_dir: Path, name: str, entry: dict[str, Any], *, pack: st
                     role: str | None = None, pack_description: str | None = None) -> Path:
     """Add or replace weights entry ``name`` (and a pack role) in ``out_dir/manifest.json``, atomically."""
     path = out_dir / "manifest.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".manifest.lock", "w") as lock:  # two trainings may finish together
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _update_manifest_locked(path, name, entry, pack, role, pack_description)
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _update_manifest_locked(path: Path, name: str, entry: dict[str, Any], pack: str | None,
+                            role: str | None, pack_description: str | None) -> Path:
     if path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
     else:
