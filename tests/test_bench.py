@@ -211,3 +211,19 @@ def test_scripts_are_thin_wrappers():
         res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--help"],
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0 and "usage: xcf bench" in res.stdout
+
+
+def test_demo_writes_cases_summary_and_page(tiny_pack, tmp_path, monkeypatch):
+    from xcf.demo import run_demo
+
+    monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
+    rows = run_demo(tmp_path / "demo", per_finding=1, screen=False, steps=3, log=lambda s: None)
+    assert [r["finding"] for r in rows] == ["Cardiomegaly", "Pleural Effusion", "Consolidation", "Nodule",
+                                            "Pneumothorax"]
+    for r in rows:
+        assert (tmp_path / "demo" / "cases" / r["case"] / "figure.png").is_file()
+        assert 0 <= r["share_in_gt_l1"] <= 1 and r["steps"] == 3
+    md = (tmp_path / "demo" / "summary.md").read_text()
+    assert "| finding | n |" in md and "Pleural Effusion" in md
+    assert (tmp_path / "demo" / "summary.csv").is_file()
+    assert "<table" in (tmp_path / "demo" / "index.html").read_text()

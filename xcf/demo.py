@@ -29,29 +29,50 @@ LABELS = {"validity": "valid", "p_input": "p input", "p_counterfactual": "p cf",
 
 
 def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", preset: str | None = None,
-             device: str = "cpu", log=print, **overrides: Any) -> list[dict[str, Any]]:
-    """Generate, explain and write the demo; returns the summary rows."""
+             device: str = "cpu", screen: bool = True, log=print, **overrides: Any) -> list[dict[str, Any]]:
+    """Generate, explain and write the demo; returns the summary rows.
+
+    With ``screen`` (default), only patients whose finding the classifier detects (p > 0.5) are
+    explained, up to ``per_finding`` per finding out of ``8 * per_finding`` generated.
+    """
     from .data.phantoms import FINDINGS, generate_case
     from .explainer import Explainer
 
     out = Path(out)
     ex = Explainer(pack=pack, config=preset, device=device, **overrides)
     S = ex.latent.input_size
+    from .optimize import classify, frozen
+
     cases, xs, ts, gts, trues = [], [], [], [], []
+    missing = []
     for k, finding in enumerate(FINDINGS):
         if finding not in ex.labels:
             continue
-        for i in range(per_finding):
+        t = ex.labels.index(finding)
+        found = 0
+        # like a user, explain findings the classifier sees: screen patients until p > 0.5
+        for i in range(per_finding * 8):
             seed = DEMO_SEED + 100 * k + i
             case = generate_case(seed, findings=[finding], size=S)
+            with torch.no_grad(), frozen(ex.classifier):
+                p = float(classify(ex.classifier, case.image[None].to(ex.device))[0, t])
+            if screen and p <= 0.5:
+                continue
             j = FINDINGS.index(finding)
-            cases.append((f"{finding.lower().replace(' ', '-')}-{i + 1}", finding, seed))
+            found += 1
+            cases.append((f"{finding.lower().replace(' ', '-')}-{found}", finding, seed))
             xs.append(case.image)
-            ts.append(ex.labels.index(finding))
+            ts.append(t)
             gts.append(case.masks[j])
             trues.append(case.counterfactual(finding))
-    log(f"explaining {len(xs)} phantom cases ({len(xs) // max(per_finding, 1)} findings x {per_finding}) "
-        f"with pack '{pack}' ...")
+            if found == per_finding:
+                break
+        if found < per_finding:
+            missing.append(f"{finding} ({found} of {per_finding} in {per_finding * 8} patients)")
+    if missing:
+        log("the classifier saw too few cases of: " + "; ".join(missing)
+            + " (see its per-finding ROC AUC in weights/manifest.json)")
+    log(f"explaining {len(xs)} phantom cases with pack '{pack}' ...")
     t0 = time.perf_counter()
     results = ex.explain_tensor(torch.stack(xs), torch.tensor(ts), gt_masks=torch.stack(gts),
                                 true_counterfactuals=torch.stack(trues))
@@ -74,8 +95,10 @@ def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", pr
     md = (f"# xcf demo: pack `{pack}`, {len(rows)} phantom cases\n\n"
           f"Method: saliency `{ex.components()['saliency']}`, locality `{ex.components()['locality']}`, "
           f"{cfg.steps} steps max, lr {cfg.lr}, stop probability {cfg.stop_probability}. "
+          f"Cases: phantom patients with one finding that the classifier detects (p > 0.5). "
           f"Cells: mean (median). Wall time {total:.1f} s on {ex.device}.\n\n"
-          f"{table}\n**All cases**\n\n{overall}")
+          + (f"Too few detected cases: {'; '.join(missing)}.\n\n" if missing else "")
+          + f"{table}\n**All cases**\n\n{overall}")
     from .atomic import atomic_file
 
     with atomic_file(out / "summary.md", "w", encoding="utf-8") as fh:
