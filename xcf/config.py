@@ -127,7 +127,9 @@ class ExplainConfig(BaseModel):
         """A named preset (see :data:`PRESETS`), with optional overrides.
 
         ``"seed"``: the seed's settings exactly (the reference). ``"fast"``: early stopping as soon
-        as the target probability is below 0.5.
+        as the target probability is below 0.5. ``"local"``: blending by construction onto the
+        input through a 2-pixel feathered mask, the region grown over saliency levels 0.5, 0.35, 0.2,
+        0.1 only for samples that did not flip, early stopping at 0.5.
         """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
@@ -154,4 +156,6 @@ def _one_line(exc: ValidationError) -> str:
 PRESETS: dict[str, dict[str, object]] = {
     "seed": {},
     "fast": {"stop_probability": 0.5},
+    "local": {"blend": "input", "feather": 2.0, "region_thresholds": (0.5, 0.35, 0.2, 0.1),
+              "stop_probability": 0.5},
 }
