@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .atomic import atomic_file
+from .atomic import atomic_file, default_mode
 
 try:  # POSIX: serialize manifest updates of concurrent trainings
     import fcntl
@@ -405,8 +405,8 @@ def _cam_features(classifier, x: Tensor) -> tuple[Tensor, Tensor]:
 
 def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, lr: float = 1e-3,
                  seed: int = 0, device: str = "auto", schedule_epochs: int | None = None,
-                 classifier=None, consistency_weight: float = 1.0,
-                 feature_weight: float = 0.1, beta: float = 1e-3, checkpoint: Path | None = None,
+                 classifier=None, consistency_weight: float = 0.02,
+                 feature_weight: float = 0.01, beta: float = 1e-3, checkpoint: Path | None = None,
                  resume: bool = False, augment_train: bool = True, log=print) -> dict[str, Any]:
     """Train an autoencoder or VAE (``model.loss`` is used when the model has one).
 
@@ -459,7 +459,11 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
                     lg_r, ft_r = _cam_features(classifier, xr)
                     cons = ((torch.sigmoid(lg_r) - torch.sigmoid(lg)) ** 2).mean() * 100
                     feat = ((ft_r - ft) ** 2).mean() / (ft**2).mean().clamp_min(1e-8)
-                    loss = loss + consistency_weight * cons + feature_weight * feat
+                    # ramp the classifier terms in over the first epoch: reconstruct first, then
+                    # keep what the classifier sees (full weight from the start pulls the decoder
+                    # towards images that please the classifier instead of the input)
+                    ramp = min(1.0, (sched.last_epoch + 1) / max(1, steps_per_epoch))
+                    loss = loss + ramp * (consistency_weight * cons + feature_weight * feat)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -543,6 +547,7 @@ def _save_weights(model, out_dir: Path, name: str) -> tuple[str, str]:
     file = f"{name}.safetensors"
     tmp = out_dir / f".{file}.tmp"
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.chmod(tmp, default_mode())
     os.replace(tmp, out_dir / file)
     return file, sha256_file(out_dir / file)
 
@@ -573,8 +578,10 @@ def _add_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="use at most this many training images (quick runs)")
     p.add_argument("--device", default="auto")
     p.add_argument("--classifier", help="weights entry (in --out) of a classifier for the consistency loss and shift metric")
-    p.add_argument("--consistency-weight", type=float, default=1.0)
-    p.add_argument("--feature-weight", type=float, default=0.1)
+    p.add_argument("--consistency-weight", type=float, default=0.02,
+                   help="weight of 100 * mean((p(x_hat) - p(x))^2) (default 0.02)")
+    p.add_argument("--feature-weight", type=float, default=0.01,
+                   help="weight of the relative CAM-layer feature error (default 0.01)")
     p.add_argument("--beta", type=float, default=1e-3, help="VAE KL weight")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--pack", help="add the weights to this pack")
