@@ -156,7 +156,11 @@ def _run_packs(args: argparse.Namespace) -> int:
     if not names:
         print("no packs found (see XCF_WEIGHTS_DIR)")
     for name in names:
-        pack = load_pack(name)
+        try:
+            pack = load_pack(name)
+        except XcfError as exc:  # an incomplete pack is listed, not fatal
+            print(f"{name}: unusable - {str(exc).splitlines()[0]}")
+            continue
         print(f"{name}: labels {', '.join(pack.labels)} - {pack.description}")
     return 0
 
