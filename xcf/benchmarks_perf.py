@@ -207,7 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         proc = ctx.Process(target=_run_variant, args=(args, variant, q))
         t0 = time.perf_counter()
         proc.start()
-        res = q.get()
+        res = None
+        while res is None:
+            try:
+                res = q.get(timeout=5)
+            except Exception:  # queue.Empty: a child that died must not hang the benchmark
+                if not proc.is_alive():
+                    raise SystemExit(f"benchmark variant {variant!r} exited with code {proc.exitcode} "
+                                     "without a result") from None
         proc.join()
         res["wall"] = time.perf_counter() - t0
         results.append(res)
