@@ -343,7 +343,7 @@ class Explainer:
         cfg = self.config
         B = x.shape[0]
         levels = list(cfg.region_thresholds) if cfg.region_thresholds else [cfg.mask_threshold]
-        runs = _Runs.empty(x, p0)
+        runs = _Runs(x, p0)
         todo = torch.arange(B, device=x.device)
         for level in levels:
             sal_l = sal[todo]
@@ -421,10 +421,6 @@ class _Runs:
         self.level = torch.zeros(B)
         self.losses: list[list[float]] = [[] for _ in range(B)]
         self.status = ["completed"] * B
-
-    @classmethod
-    def empty(cls, x: Tensor, p0: Tensor) -> _Runs:
-        return cls(x, p0)
 
     def record(self, idx: Tensor, res, mask: Tensor, level: float) -> None:
         self.reconstruction[idx] = res.reconstruction

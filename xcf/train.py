@@ -51,6 +51,7 @@ try:  # POSIX: serialize manifest updates of concurrent trainings
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 from .errors import ConfigError, DataError
+from .interfaces import Latent
 from .metrics import roc_auc, ssim
 
 __all__ = ["TrainData", "load_training_data", "train_classifier", "train_latent", "augment",
@@ -265,6 +266,15 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict
     return int(meta["epoch"]), meta["best"], best_state
 
 
+def _optimizer_step(opt, sched, loss: Tensor) -> float:
+    """One optimizer and schedule step on ``loss``; returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def _progress(total: int, desc: str):
     from tqdm import tqdm
 
@@ -327,11 +337,7 @@ def train_classifier(model, data: TrainData, *, epochs: int, batch_size: int = 3
             loss = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(t, nan=0), reduction="none",
                                                       pos_weight=pos_weight)
             loss = (loss * known).sum() / known.sum().clamp_min(1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
+            total += _optimizer_step(opt, sched, loss) * len(idx)
             bar.update(len(idx))
             bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.close()
@@ -446,7 +452,7 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
                 if is_vae:
                     mu, logvar = model.encode_distribution(x)
                     zs = mu + torch.randn(mu.shape, generator=gen).to(dev) * torch.exp(0.5 * logvar)
-                    xr = model.decode(_latent_like(model, zs))
+                    xr = model.decode(Latent(zs))
                     kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).flatten(1).sum(1).mean() / x[0].numel()
                 else:
                     xr = model.decode(model.encode(x))
@@ -464,11 +470,7 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
                     # towards images that please the classifier instead of the input)
                     ramp = min(1.0, (sched.last_epoch + 1) / max(1, steps_per_epoch))
                     loss = loss + ramp * (consistency_weight * cons + feature_weight * feat)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item() * len(idx)
+                total += _optimizer_step(opt, sched, loss) * len(idx)
                 bar.update(len(idx))
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             bar.close()
@@ -493,12 +495,6 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
     if classifier is not None:
         classifier.cpu()
     return metrics
-
-
-def _latent_like(model, z: Tensor):
-    from .interfaces import Latent
-
-    return Latent(z)
 
 
 # -- manifest ----------------------------------------------------------------------------------
