@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _analytic import IdentityLatent, RegionClassifier, region_image
+from _analytic import BoxSaliency, IdentityLatent, RegionClassifier, region_image
 
 import xcf
 from xcf.explainer import feather_mask
@@ -54,6 +54,23 @@ def test_blend_reconstruction_keeps_reconstruction_outside():
     assert torch.equal(cf.counterfactual[outside], cf.reconstruction[outside])
 
 
+def test_blend_residual_starts_at_the_input_and_adds_only_the_decoders_change():
+    x = region_image(value=0.62)
+    cf = _explain(x, steps=150, blend="residual")
+    outside = ~cf.mask
+    # the start (shown as the reconstruction) is the input itself, to rounding: the autoencoder's
+    # error cancels, inside the mask too
+    assert torch.allclose(cf.reconstruction, x[0], atol=1e-6)
+    assert torch.equal(cf.counterfactual[outside], x[0][outside])
+    # inside, the change is exactly the decoder's change D(z) - D(z0); the finding is removed
+    assert cf.p_input > 0.5 and cf.p_counterfactual < 0.5
+    inside = (cf.counterfactual - x[0])[cf.mask]
+    assert inside.abs().max() > 0.05
+    # an unknown blend is a one-line config error naming the valid ones
+    with pytest.raises(xcf.errors.ConfigError, match="residual"):
+        xcf.ExplainConfig.build(blend="sideways")
+
+
 def test_feathered_blend_leaks_only_near_the_edge():
     m = torch.zeros(1, 1, 32, 32)
     m[..., 10:20, 10:20] = 1
@@ -78,3 +95,22 @@ def test_region_grows_only_until_the_finding_flips():
     # a case that flips at the first level stays there
     easy = _explain(region_image(value=0.62), steps=80, blend="input", region_thresholds=(0.5, 0.3))
     assert easy.p_counterfactual < 0.5 and easy.metrics["region_threshold"] == pytest.approx(0.5)
+
+
+def test_logit_loss_pushes_the_target_past_its_margin_and_no_further():
+    # gain 20 at value 0.9: logit 8, p = 0.9997. The logit hinge pushes until logit < -margin and
+    # then stops pulling, where the seed's MSE keeps pulling p towards 0: a smaller change
+    x = region_image(value=0.9)
+
+    def run(**cfg):
+        ex = xcf.Explainer(classifier=RegionClassifier(gain=20.0), latent=IdentityLatent(),
+                           saliency=BoxSaliency(), config=xcf.ExplainConfig(steps=60, lr=0.02, **cfg))
+        return ex.explain(x, "finding0")[0]
+
+    cf = run(classification_loss="logit", logit_margin=1.0)
+    assert cf.p_counterfactual < torch.sigmoid(torch.tensor(-0.9)).item()
+    assert cf.p_counterfactual > torch.sigmoid(torch.tensor(-4.0)).item()
+    assert abs(cf.probs_counterfactual[1] - cf.probs_input[1]) < 1e-3  # the other finding holds
+    mse = run()
+    assert mse.p_counterfactual < cf.p_counterfactual
+    assert (mse.counterfactual - x[0]).abs().sum() > (cf.counterfactual - x[0]).abs().sum()

@@ -135,6 +135,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            config={"region_thresholds": _REGION}),
     Method("blend-region", "blend + region", config={"blend": "input", "feather": 2.0,
                                                       "region_thresholds": _REGION}),
+    Method("residual", "seed, the input plus the decoder's change D(z) - D(z0) inside the mask "
+                       "feathered 2 px", config={"blend": "residual", "feather": 2.0}),
+    Method("residual-region", "residual + region", config={"blend": "residual", "feather": 2.0,
+                                                            "region_thresholds": _REGION}),
 )}
 
 #: The methods run when ``--methods`` is not given.

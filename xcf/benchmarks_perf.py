@@ -7,7 +7,8 @@ In one run, on the same models and images:
   seed's loss (nothing shared with :mod:`xcf.optimize` except the models);
 - ``xcf-default``: :class:`xcf.Explainer` with ``ExplainConfig()`` (the seed's settings), batched;
 - ``xcf-fast``: ``ExplainConfig.preset("fast")``, batched;
-- any other preset given with ``--variants``.
+- any other preset given with ``--variants``, with overrides after ``+``
+  (``fast+lr=0.3+lr_schedule=cosine``): the way to try a schedule before it becomes a preset.
 
 Each variant runs in its own subprocess so that its peak resident memory (``ru_maxrss``) is its
 own; on CUDA the peak allocated GPU memory is reported too, and images per second at batch sizes
@@ -140,10 +141,7 @@ def _run_variant(args, variant: str, queue) -> None:
                  "p_cf": r["p_cf"]}
             rows.append(d)
     else:
-        preset = {"xcf-default": "seed", "xcf-fast": "fast"}.get(variant, variant)
-        ex = xcf.Explainer(classifier=clf, latent=lat, config=xcf.ExplainConfig.preset(
-            preset, steps=args.steps if preset == "seed" else xcf.ExplainConfig.preset(preset).steps,
-            batch_size=args.batch_size, device=args.device))
+        ex = xcf.Explainer(classifier=clf, latent=lat, config=variant_config(variant, args))
         tgt = [clf.labels[t] for t in targets]
         t0 = time.perf_counter()
         res = ex.explain(x, tgt)
@@ -159,23 +157,52 @@ def _run_variant(args, variant: str, queue) -> None:
     queue.put(out)
 
 
+def variant_config(variant: str, args):
+    """``xcf-default`` (preset seed, ``--steps``), ``xcf-fast`` (preset fast) or any preset, with
+    optional overrides after ``+``: ``fast+lr=0.3+lr_schedule=cosine`` (values read as JSON where
+    they parse, else as strings)."""
+    import xcf
+    from xcf.errors import ConfigError
+
+    name, *pairs = variant.split("+")
+    preset = {"xcf-default": "seed", "xcf-fast": "fast"}.get(name, name)
+    over: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"variant {variant!r}: override {pair!r} is not KEY=VALUE")
+        try:
+            over[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            over[key] = raw
+    steps = args.steps if preset == "seed" else xcf.ExplainConfig.preset(preset).steps
+    over = {"steps": steps, "batch_size": args.batch_size, "device": args.device, **over}
+    return xcf.ExplainConfig.preset(preset, **over)
+
+
 def _gpu_throughput(args) -> list[dict[str, Any]]:
+    """Explanations per second on CUDA at each ``--gpu-batches`` size, ``--steps`` fixed steps (no
+    early stopping, so the number measures the work, not how soon images flip), in fp32 and with
+    bf16 autocast + channels_last."""
     import xcf
 
     clf, lat, _ = _models(args)
     out = []
-    for bs in args.gpu_batches:
-        x = torch.rand(bs, 1, lat.input_size, lat.input_size)
-        ex = xcf.Explainer(classifier=clf, latent=lat, config=xcf.ExplainConfig.preset(
-            "fast", batch_size=bs, device="cuda", steps=args.steps))
-        ex.explain(x[:1], [0])  # warm-up
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        ex.explain(x, [0] * bs)
-        torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        out.append({"batch": bs, "images_per_s": bs / dt, "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20})
+    for opts in ({}, {"autocast_bf16": True, "channels_last": True}):
+        for bs in args.gpu_batches:
+            x = torch.rand(bs, 1, lat.input_size, lat.input_size)
+            ex = xcf.Explainer(classifier=clf, latent=lat, config=xcf.ExplainConfig.preset(
+                "seed", batch_size=bs, device="cuda", steps=args.gpu_steps, **opts))
+            ex.explain(x[:1], [0])  # warm-up
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            ex.explain(x, [0] * bs)
+            torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            out.append({"batch": bs, "precision": "bf16+channels_last" if opts else "fp32",
+                        "images_per_s": bs / dt, "ms_per_step": 1000 * dt / max(args.gpu_steps, 1),
+                        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20})
     return out
 
 
@@ -198,11 +225,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--variants", default="seed-loop,xcf-default,xcf-fast")
     p.add_argument("--gpu-batches", type=int, nargs="*", default=[1, 16, 64])
+    p.add_argument("--gpu-steps", type=int, default=200, help="fixed steps for the GPU throughput table")
     p.add_argument("--out", help="write the table (Markdown) and raw rows (JSON) here")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the variants one after another in this process (quicker sweeps; the "
+                        "peak RSS column is then cumulative)")
     args = p.parse_args(argv)
     ctx = mp.get_context("spawn")
     results = []
     for variant in args.variants.split(","):
+        if args.in_process:
+            import queue as _queue
+
+            q = _queue.Queue()
+            t0 = time.perf_counter()
+            _run_variant(args, variant, q)
+            res = q.get()
+            res["wall"] = time.perf_counter() - t0
+            results.append(res)
+            print(f"{variant}: done in {res['wall']:.0f} s", file=sys.stderr, flush=True)
+            continue
         q = ctx.Queue()
         proc = ctx.Process(target=_run_variant, args=(args, variant, q))
         t0 = time.perf_counter()
@@ -231,11 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['variant']} | {med:.2f} | {base / med:.1f}x | {_med([x['steps'] for x in r['rows']]):.0f} | "
                      f"{val:.2f} | {_med([x['share_l1'] for x in r['rows']]):.3f} | "
                      f"{_med([x['share_l2'] for x in r['rows']]):.3f} | {r['maxrss_mb']:.0f} |")
-    if args.device != "cpu" and torch.cuda.is_available():
-        lines += ["", f"GPU ({torch.cuda.get_device_name()}), preset fast:", "",
-                  "| batch | images/s | GPU peak MB |", "|---|---|---|"]
+    if args.device != "cpu" and torch.cuda.is_available() and args.gpu_batches:
+        lines += ["", f"GPU ({torch.cuda.get_device_name()}), {args.gpu_steps} fixed steps per explanation "
+                  "(no early stopping), explanation time including saliency and encoding:", "",
+                  "| batch | precision | explanations/s | ms per step (whole batch) | GPU peak MB |",
+                  "|---|---|---|---|---|"]
         for g in _gpu_throughput(args):
-            lines.append(f"| {g['batch']} | {g['images_per_s']:.1f} | {g['gpu_peak_mb']:.0f} |")
+            lines.append(f"| {g['batch']} | {g['precision']} | {g['images_per_s']:.1f} | "
+                         f"{g['ms_per_step']:.1f} | {g['gpu_peak_mb']:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

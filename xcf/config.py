@@ -39,12 +39,20 @@ class ExplainConfig(BaseModel):
         channels_last: Use channels-last memory format on CUDA.
         compile: Wrap the classifier and decoder with ``torch.compile``.
         decision_threshold: Probability below which a finding counts as absent (validity).
+        classification_loss: ``"mse"`` (the seed's: squared error between the probabilities and
+            the reconstruction's with the target set to 0) or ``"logit"``: per finding, the mean of
+            ``relu(l_t + logit_margin)^2`` for the target's logit and ``(l_k - l0_k)^2`` for the
+            others (their logits at the start), which keeps pushing when the sigmoid saturates.
+        logit_margin: ``classification_loss="logit"`` only: the target's logit is pushed below
+            ``-logit_margin`` (probability ``sigmoid(-margin)``, 0.27 for 1.0).
         stop_check_every: Evaluate the stopping rule every this many steps (fewer host syncs on GPU).
         method: ``"seed"`` (the masked latent optimization) or ``"latent-shift"`` (the Gifsplanation
             baseline, Cohen et al. 2021: no mask, one gradient, a line search along it).
         blend: ``"none"`` (seed); ``"input"`` or ``"reconstruction"``: the counterfactual is
             ``m * D(z) + (1 - m) * ref`` with ``m`` the (feathered) mask, so nothing outside the mask
-            changes by construction (``"input"`` also removes the autoencoder's error outside it).
+            changes by construction (``"input"`` also removes the autoencoder's error outside it);
+            ``"residual"``: ``x + m * (D(z) - D(z0))``, the input plus the decoder's change inside
+            the mask, so the autoencoder's error appears nowhere and the search starts at ``x``.
         feather: Gaussian sigma (pixels) that softens the blending mask's edge.
         region_thresholds: Adaptive region: saliency levels tried in order (decreasing, so the
             region grows); a sample moves to the next level only if it did not flip at the current
@@ -78,13 +86,15 @@ class ExplainConfig(BaseModel):
     device: str = "cpu"
     batch_size: int = Field(16, ge=1)
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    classification_loss: Literal["mse", "logit"] = "mse"
+    logit_margin: float = Field(1.0, ge=0)
     autocast_bf16: bool = False
     channels_last: bool = False
     compile: bool = False
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     stop_check_every: int = Field(1, ge=1)
     method: Literal["seed", "latent-shift"] = "seed"
-    blend: Literal["none", "reconstruction", "input"] = "none"
+    blend: Literal["none", "reconstruction", "input", "residual"] = "none"
     feather: float = Field(0.0, ge=0, le=64)
     region_thresholds: tuple[float, ...] | None = None
     shift_schedule: Literal["geometric", "linear"] = "geometric"

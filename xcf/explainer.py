@@ -354,11 +354,11 @@ class Explainer:
             blend = None
             if cfg.blend != "none":
                 bm = feather_mask(mask.float(), cfg.feather)
-                ref = x[todo] if cfg.blend == "input" else x0_t
+                base = blend_base(cfg.blend, bm, x[todo], x0_t)
                 with torch.no_grad():
-                    x0_t = bm * x0_t + (1 - bm) * ref
+                    x0_t = bm * x0_t + base
                     p0_t = classify(self.classifier, x0_t)
-                blend = (bm, ref)
+                blend = (bm, base)
             if cfg.method == "latent-shift":
                 from .baselines import latent_shift
 
@@ -386,6 +386,23 @@ class Explainer:
             validity_threshold=self.config.decision_threshold)
         m["region_threshold"] = runs.level
         return {k: v.detach().float().cpu() for k, v in m.items()}
+
+
+def blend_base(kind: str, mask: Tensor, x: Tensor, x_rec: Tensor) -> Tensor:
+    """The fixed part ``base`` of a blended counterfactual ``mask * D(z) + base``.
+
+    ``"input"``: ``(1 - mask) * x`` (the input outside the region, the decoder inside);
+    ``"reconstruction"``: ``(1 - mask) * D(z0)``; ``"residual"``: ``x - mask * D(z0)``, i.e. the
+    counterfactual is ``x + mask * (D(z) - D(z0))``: the input plus the decoder's *change*, so that
+    it starts exactly at the input and the latent model's reconstruction error appears nowhere.
+    """
+    if kind == "input":
+        return (1 - mask) * x
+    if kind == "reconstruction":
+        return (1 - mask) * x_rec
+    if kind == "residual":
+        return x - mask * x_rec
+    raise ConfigError(f"unknown blend {kind!r}; valid: none, input, reconstruction, residual")
 
 
 def feather_mask(mask: Tensor, sigma: float) -> Tensor:

@@ -157,10 +157,12 @@ def optimize_latent(
         config: An :class:`xcf.ExplainConfig`.
         initial: ``(z0, x0, p0)`` when the caller already encoded the batch (skips that work);
             with ``blend``, ``x0`` and ``p0`` must be those of the blended start.
-        blend: ``(mask, ref)``, each ``(B, 1, S, S)``: the image the classifier sees is
-            ``mask * D(z) + (1 - mask) * ref`` (blending by construction; ``mask`` in [0, 1], e.g. a
-            feathered saliency region, ``ref`` the input or the reconstruction). Change outside the
-            mask's support is then exactly zero.
+        blend: ``(mask, base)``, each ``(B, 1, S, S)``: the image the classifier sees is
+            ``mask * D(z) + base`` (blending by construction; ``mask`` in [0, 1], e.g. a feathered
+            saliency region; ``base`` is ``(1 - mask) * x`` to blend into the input,
+            ``(1 - mask) * D(z0)`` into the reconstruction, or ``x - mask * D(z0)`` to add the
+            decoder's change ``mask * (D(z) - D(z0))`` to the input). Change outside the mask's
+            support is then exactly zero.
 
     Returns:
         An :class:`OptimizationResult`.
@@ -171,7 +173,7 @@ def optimize_latent(
     with frozen(classifier, latent_model):
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if config.autocast_bf16 and device.type == "cuda" else contextlib.nullcontext())
-        bmask, bref = blend if blend is not None else (None, None)
+        bmask, bbase = blend if blend is not None else (None, None)
         decode, clf_call = latent_model.decode, classifier
         if config.compile:  # dynamic shapes: the batch shrinks as samples stop
             decode = torch.compile(latent_model.decode, dynamic=True)
@@ -182,8 +184,8 @@ def optimize_latent(
             if bmask is None:
                 return out
             mk = bmask if idx is None else bmask[idx]
-            rf = bref if idx is None else bref[idx]
-            return mk * out + (1 - mk) * rf
+            bs = bbase if idx is None else bbase[idx]
+            return mk * out + bs
 
         if initial is None:
             with torch.no_grad(), autocast:
@@ -194,6 +196,12 @@ def optimize_latent(
             z0, x0, p0 = initial
         y = target_vector(p0, targets)
         w_cls = config.classification_weight
+        logit_loss = config.classification_loss == "logit"
+        if logit_loss:  # hinge on the target's logit, squared drift of the others' logits
+            l0 = torch.logit(p0.detach().float().clamp(1e-6, 1 - 1e-6))
+            onehot = torch.zeros_like(l0)
+            onehot[torch.arange(B, device=device), targets] = 1.0
+            margin = config.logit_margin
         steps_max = config.steps
 
         z = z0.z.detach().clone()
@@ -222,8 +230,13 @@ def optimize_latent(
             za = z[active].requires_grad_(True)
             with autocast:
                 xd = render(aux_active.with_z(za), active)
-                pa = torch.sigmoid(clf_call(resize_to(xd, classifier.input_size)).float())
-            loss_cls = ((pa - y[active]) ** 2).mean(dim=1)
+                la = clf_call(resize_to(xd, classifier.input_size)).float()
+                pa = torch.sigmoid(la)
+            if logit_loss:
+                oh = onehot[active]
+                loss_cls = (oh * torch.relu(la + margin) ** 2 + (1 - oh) * (la - l0[active]) ** 2).mean(dim=1)
+            else:
+                loss_cls = ((pa - y[active]) ** 2).mean(dim=1)
             loss_loc = locality(xd, x0[active], saliency[active]).float()
             loss = loss_loc + w_cls * loss_cls
             (grad,) = torch.autograd.grad(loss.sum(), za)

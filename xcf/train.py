@@ -90,16 +90,40 @@ def _to_uint8(x: Tensor) -> Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def _u8_batch(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    return torch.stack([_to_uint8(x) for x, _ in items]), torch.stack([y for _, y in items])
+
+
+def data_workers() -> int:
+    """Processes used to decode or generate training images: ``XCF_DATA_WORKERS`` if set, else
+    the CPU count capped at 16 (items are independent and seeded by index, so the result is the
+    same for any number of workers)."""
+    env = os.environ.get("XCF_DATA_WORKERS")
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            raise ConfigError(f"XCF_DATA_WORKERS={env!r} is not an integer") from None
+    return min(16, os.cpu_count() or 1)
+
+
 def _stack(dataset, indices: Sequence[int] | None = None, desc: str = "") -> tuple[Tensor, Tensor]:
+    from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
-    idx = range(len(dataset)) if indices is None else indices
+    idx = list(range(len(dataset)) if indices is None else indices)
+    workers = data_workers() if len(idx) >= 256 else 0
+    loader = DataLoader(Subset(dataset, idx), batch_size=32, shuffle=False, num_workers=workers,
+                        collate_fn=_u8_batch)
     xs, ys = [], []
-    for i in tqdm(idx, desc=f"loading {desc}", leave=False, disable=None, file=sys.stderr):
-        x, y = dataset[i]
-        xs.append(_to_uint8(x))
-        ys.append(y)
-    return torch.stack(xs), torch.stack(ys).float()
+    with tqdm(total=len(idx), desc=f"loading {desc}", leave=False, disable=None, file=sys.stderr) as bar:
+        for x, y in loader:
+            xs.append(x)
+            ys.append(y)
+            bar.update(len(x))
+    if not xs:
+        raise DataError(f"no images to load for {desc or 'training'}")
+    return torch.cat(xs), torch.cat(ys).float()
 
 
 def _licence_of(folder: Path) -> str:
@@ -152,7 +176,8 @@ def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: 
         root = path.parent
         test = None
     elif path.is_dir():
-        ds = FolderDataset(path, labels=labels or None, split=split, size=size)
+        # with --limit only the chosen rows are read, so only their files need to exist
+        ds = FolderDataset(path, labels=labels or None, split=split, size=size, check_files=not limit)
         root = path
         test = FolderDataset(path, labels=ds.labels, split=eval_split, size=size) if eval_split else None
     else:

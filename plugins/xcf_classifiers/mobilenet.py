@@ -29,6 +29,13 @@ class MobileNetV3Small(Classifier):
         stem = net.features[0][0]
         net.features[0][0] = nn.Conv2d(1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding,
                                        bias=False)
+        # torchvision builds these BatchNorms with momentum 0.01, tuned for ImageNet-length training;
+        # on a few thousand radiographs the running statistics would still be near their initial
+        # values when training ends and evaluation outputs collapse to a constant. 0.1 (PyTorch's
+        # default) lets them settle within a few hundred steps. Buffers only: no parameter changes.
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
         self.net = net
 
     def forward(self, x: Tensor) -> Tensor:

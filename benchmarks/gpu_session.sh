@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# One GPU session, as run through the device tool (H100/H200), behind the GPU numbers in README and
+# the GPU-trained entries of weights/manifest.json:
+#   1. speed on the seed's sizes (benchmarks/perf.py --seed-sizes --device cuda, batch 1/16/64),
+#   2. the phantom pack (classifier, oracle, autoencoder) and the pneumonia autoencoder, trained with
+#      the same commands as `make weights` plus --device cuda,
+#   3. the benchmark matrix on 200 phantoms and on the pneumonia test split, and a sweep of
+#      early-stopping settings on the pneumonia pack (candidates for preset "fast").
+# Each step has a time limit; results are packed into $OUT after every step, so a cut-off run still
+# returns what it finished. Usage, from the repo root:
+#   OUT=gpu-out PNEUMONIA=../shared/data/kermany-pneumonia-224 bash benchmarks/gpu_session.sh
+# SMALL=1 runs the same steps at toy sizes on the CPU (to check the script itself).
+set -u
+OUT=${OUT:-gpu-out}
+PN=${PNEUMONIA:-../shared/data/kermany-pneumonia-224}
+DEV=${DEVICE:-cuda}
+mkdir -p "$OUT/r"
+export XCF_WEIGHTS_DIR=$PWD/weights PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+LOG=$OUT/log.txt
+XCF=${XCF:-xcf}
+PY=${PY:-python3}
+NARROW='{"widths": [16, 32, 64, 128, 128]}'
+
+if [ "${SMALL:-0}" = 1 ]; then
+  PH_CLS=300; PH_OR=300; PH_AE=200; E_CLS=1; E_AE=1; PN_LIMIT=40; E_PN=1
+  BENCH_N="--n 4 --steps 5"; PN_N="--n 4 --steps 5"; PERF="--n 1 --steps 3 --gpu-steps 3 --gpu-batches 1 2"
+  SWEEP_N=4; SWEEP_STEPS=5
+else
+  PH_CLS=4000; PH_OR=3000; PH_AE=3000; E_CLS=5; E_AE=5; PN_LIMIT=1000; E_PN=20
+  BENCH_N="--n 200"; PN_N=""; PERF="--n 2 --gpu-steps 100"; SWEEP_N=64; SWEEP_STEPS=200
+fi
+
+STAMP=$(mktemp)
+pack_results() {
+  tar czf "$OUT/results.tgz.$BASHPID" -C "$OUT" r 2>/dev/null && mv -f "$OUT/results.tgz.$BASHPID" "$OUT/results.tgz"
+  cp weights/manifest.json "$OUT/manifest.json" 2>/dev/null
+  for f in phantom-small-cnn phantom-mobilenet-oracle phantom-segnet-ae pneumonia-segnet-ae pneumonia-segnet-ae-c10; do
+    [ -f "weights/$f.safetensors" ] && [ "weights/$f.safetensors" -nt "$STAMP" ] && cp "weights/$f.safetensors" "$OUT/"
+  done
+  return 0
+}
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "== $name start $(date +%T)" >> "$LOG"
+  timeout "$limit" "$@" > "$OUT/r/$name.log" 2>&1
+  echo "== $name rc=$? end $(date +%T)" >> "$LOG"
+  pack_results
+}
+
+echo "== session $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
+sleep 1  # weights written from now on are newer than $STAMP
+
+# 1. speed on the seed's sizes, alone on the GPU
+step perf-seed-sizes 150 $PY benchmarks/perf.py --seed-sizes $PERF --device "$DEV" --batch-size 4 \
+  --out "$OUT/r/perf-seed-sizes.md"
+
+# 2. training: the phantom classifier then its autoencoder, the oracle and the pneumonia
+#    autoencoder beside them (the manifest is locked per update)
+(
+  step train-phantom-cls 150 $XCF train classifier --data phantom:$PH_CLS --out weights --name phantom-small-cnn \
+    --epochs $E_CLS --seed 0 --device "$DEV" --pack phantom --role classifier
+  step train-phantom-ae 200 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data phantom:$PH_AE \
+    --out weights --name phantom-segnet-ae --classifier phantom-small-cnn --epochs $E_AE --seed 0 \
+    --device "$DEV" --pack phantom --role latent
+) &
+step train-phantom-oracle 200 $XCF train classifier --arch mobilenet-v3-small --data phantom:$PH_OR:7 --out weights \
+  --name phantom-mobilenet-oracle --epochs $E_CLS --seed 1 --device "$DEV" --pack phantom --role oracle &
+# variants kept out of the packs, to learn from: more phantoms for the classifier, a stronger
+# classifier-consistency weight for the autoencoders
+step train-phantom-cls-long 200 $XCF train classifier --data phantom:$((PH_CLS * 3)) --out weights --name phantom-small-cnn-long \
+  --epochs $((E_CLS + 3)) --seed 0 --device "$DEV" &
+step train-pneumonia-ae-c10 200 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data "$PN" --labels pneumonia \
+  --limit $PN_LIMIT --out weights --name pneumonia-segnet-ae-c10 --classifier pneumonia-small-cnn --epochs $E_PN \
+  --seed 0 --device "$DEV" --consistency-weight 0.1 &
+step train-pneumonia-ae 200 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data "$PN" --labels pneumonia \
+  --limit $PN_LIMIT --out weights --name pneumonia-segnet-ae --classifier pneumonia-small-cnn --epochs $E_PN \
+  --seed 0 --device "$DEV" --pack pneumonia --role latent &
+wait
+
+# 3. benchmarks on the new packs
+step bench-phantom 240 $XCF bench counterfactuals $BENCH_N --device "$DEV" --batch-size 100 \
+  --out "$OUT/r/bench-phantom" &
+step bench-pneumonia 240 $XCF bench counterfactuals --data "$PN" --split test --target pneumonia --pack pneumonia \
+  $PN_N --device "$DEV" --batch-size 100 --out "$OUT/r/bench-pneumonia" &
+step sweep-fast 240 $PY benchmarks/perf.py --pack pneumonia --data "$PN" --n $SWEEP_N --steps $SWEEP_STEPS \
+  --device "$DEV" --batch-size 64 --in-process --gpu-batches \
+  --variants "xcf-default,fast,fast+lr=0.3,fast+lr=1.0,fast+lr=0.3+lr_schedule=cosine,fast+lr=1.0+lr_schedule=cosine,fast+classification_loss=logit,fast+classification_loss=logit+lr=0.3,fast+classification_weight=10000,fast+outside_weight=10000+lr=0.3,local,local+blend=residual" \
+  --out "$OUT/r/sweep-fast.md" &
+wait
+echo "== done $(date +%T)" >> "$LOG"
+pack_results
