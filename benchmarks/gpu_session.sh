@@ -34,9 +34,14 @@ STAMP=$(mktemp)
 pack_results() {
   tar czf "$OUT/results.tgz.$BASHPID" -C "$OUT" r 2>/dev/null && mv -f "$OUT/results.tgz.$BASHPID" "$OUT/results.tgz"
   cp weights/manifest.json "$OUT/manifest.json" 2>/dev/null
-  for f in phantom-small-cnn phantom-mobilenet-oracle phantom-segnet-ae pneumonia-segnet-ae pneumonia-segnet-ae-c10; do
+  for f in phantom-small-cnn phantom-mobilenet-oracle phantom-segnet-ae pneumonia-segnet-ae; do
     [ -f "weights/$f.safetensors" ] && [ "weights/$f.safetensors" -nt "$STAMP" ] && cp "weights/$f.safetensors" "$OUT/"
   done
+  local extra=()  # at most 8 files come back: the rest travel in one tar (under 16 MiB)
+  for f in pneumonia-segnet-ae-c10 pneumonia-mobilenet-oracle; do
+    [ -f "weights/$f.safetensors" ] && [ "weights/$f.safetensors" -nt "$STAMP" ] && extra+=("$f.safetensors")
+  done
+  [ ${#extra[@]} -gt 0 ] && tar cf "$OUT/extra.tar.$BASHPID" -C weights "${extra[@]}" && mv -f "$OUT/extra.tar.$BASHPID" "$OUT/extra.tar"
   return 0
 }
 step() {  # step NAME SECONDS COMMAND...
@@ -72,6 +77,9 @@ step train-phantom-cls-long 200 $XCF train classifier --data phantom:$((PH_CLS *
 step train-pneumonia-ae-c10 200 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data "$PN" --labels pneumonia \
   --limit $PN_LIMIT --out weights --name pneumonia-segnet-ae-c10 --classifier pneumonia-small-cnn --epochs $E_PN \
   --seed 0 --device "$DEV" --consistency-weight 0.1 &
+step train-pneumonia-oracle 200 $XCF train classifier --arch mobilenet-v3-small --data "$PN" --labels pneumonia \
+  --limit $PN_LIMIT --out weights --name pneumonia-mobilenet-oracle --epochs $E_PN --seed 0 --device "$DEV" \
+  --pack pneumonia --role oracle &
 step train-pneumonia-ae 200 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data "$PN" --labels pneumonia \
   --limit $PN_LIMIT --out weights --name pneumonia-segnet-ae --classifier pneumonia-small-cnn --epochs $E_PN \
   --seed 0 --device "$DEV" --pack pneumonia --role latent &

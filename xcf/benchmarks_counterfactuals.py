@@ -59,6 +59,7 @@ import torch
 from torch import Tensor
 
 from .atomic import atomic_file
+from .config import PRESETS
 from .errors import ConfigError, DataError, UnknownLabelError, XcfError
 
 __all__ = [
@@ -139,6 +140,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                        "feathered 2 px", config={"blend": "residual", "feather": 2.0}),
     Method("residual-region", "residual + region", config={"blend": "residual", "feather": 2.0,
                                                             "region_thresholds": _REGION}),
+    Method("preset-fast", "ExplainConfig.preset('fast'), exactly (early stopping included)",
+           config=PRESETS["fast"]),
+    Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",
+           config=PRESETS["local"]),
+    Method("local-residual", "preset 'local' with blend='residual' instead of 'input'",
+           config={**PRESETS["local"], "blend": "residual"}),
 )}
 
 #: The methods run when ``--methods`` is not given.

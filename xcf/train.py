@@ -677,7 +677,9 @@ def _run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "epochs": args.epochs,
         "train_seconds": round(seconds, 1),
-        "trained_on": f"{torch.__version__}, {'cuda' if torch.cuda.is_available() else 'cpu'}, {os.cpu_count()} cpus",
+        "trained_on": f"torch {torch.__version__}, "
+                      + (f"cuda ({torch.cuda.get_device_name()})" if _device(args.device).type == "cuda" else "cpu")
+                      + f", {os.cpu_count()} cpus",
         "date": _dt.date.today().isoformat(),
         "metrics": {k: v for k, v in metrics.items() if k != "history"},
         "history": metrics.get("history"),
