@@ -114,3 +114,41 @@ def test_logit_loss_pushes_the_target_past_its_margin_and_no_further():
     mse = run()
     assert mse.p_counterfactual < cf.p_counterfactual
     assert (mse.counterfactual - x[0]).abs().sum() > (cf.counterfactual - x[0]).abs().sum()
+
+
+class WideSaliency(xcf.SaliencyMethod):
+    """Saliency 1 on the target region grown by 3 pixels: the mask is larger than what matters."""
+
+    def __call__(self, classifier, x, targets):
+        out = torch.zeros_like(x)
+        for b, t in enumerate(targets.tolist()):
+            r0, r1, c0, c1 = classifier.regions[t]
+            out[b, 0, r0 - 3:r1 + 3, c0 - 3:c1 + 3] = 1.0
+        return out
+
+
+def test_prune_keeps_the_smallest_valid_part_of_the_change():
+    x = region_image(value=0.62)
+
+    def run(**cfg):
+        ex = xcf.Explainer(classifier=RegionClassifier(gain=8.0), latent=IdentityLatent(),
+                           saliency=WideSaliency(), config=xcf.ExplainConfig(
+                               steps=150, blend="residual", **cfg))
+        return ex.explain(x, "finding0")[0]
+
+    full = run()
+    pruned = run(prune_shares=(0.3, 0.6, 0.95))
+    assert full.p_counterfactual < 0.5 and pruned.p_counterfactual < 0.5
+    assert any(pruned.metrics["pruned_share"] == pytest.approx(q) for q in (0.3, 0.6, 0.95))
+    # the change lies on the 8x8 region the classifier reads; the mask was 14x14
+    assert full.mask.sum() == 14 * 14 and pruned.mask.sum() <= 8 * 8
+    # nothing changes outside the kept pixels (no feathering here); inside, the change is the full one
+    keep = pruned.mask
+    assert torch.equal(pruned.counterfactual[~keep], pruned.reconstruction[~keep])
+    assert torch.allclose(pruned.counterfactual[keep], full.counterfactual[keep])
+    # a share too small to stay valid is skipped, not forced: 1 % of the change does not flip it
+    tiny = run(prune_shares=(0.01, 0.999))
+    assert tiny.metrics["pruned_share"] == pytest.approx(0.999) and tiny.p_counterfactual < 0.5
+    assert "pruned_share" not in full.metrics
+    with pytest.raises(xcf.errors.ConfigError, match="prune_shares"):
+        xcf.ExplainConfig.build(prune_shares=(0.0, 1.5))

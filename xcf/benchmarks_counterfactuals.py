@@ -146,6 +146,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            config=PRESETS["local"]),
     Method("local-residual", "preset 'local' with blend='residual' instead of 'input'",
            config={**PRESETS["local"], "blend": "residual"}),
+    Method("local-residual-prune", "local-residual, then the change pruned to the pixels holding "
+                                   "50 / 70 / 90 % of it (the first share still valid)",
+           config={**PRESETS["local"], "blend": "residual", "prune_shares": (0.5, 0.7, 0.9)}),
 )}
 
 #: The methods run when ``--methods`` is not given.

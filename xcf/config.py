@@ -57,6 +57,9 @@ class ExplainConfig(BaseModel):
         region_thresholds: Adaptive region: saliency levels tried in order (decreasing, so the
             region grows); a sample moves to the next level only if it did not flip at the current
             one. ``None``: the single level ``mask_threshold``.
+        prune_shares: After the search, keep only the pixels holding this share of the L1 change
+            (``|cf - start|``, feathered), trying the shares in increasing order and keeping the first
+            whose result is still valid; the region shown becomes those pixels. ``None``: no pruning.
         shift_schedule: ``method="latent-shift"`` only (:func:`xcf.baselines.latent_shift`): how the
             shift sizes ``|lambda|`` grow, ``"geometric"`` (``shift_num`` values evenly spaced in
             log scale from ``shift_lambda_min`` to ``shift_lambda_max``) or ``"linear"``
@@ -97,6 +100,7 @@ class ExplainConfig(BaseModel):
     blend: Literal["none", "reconstruction", "input", "residual"] = "none"
     feather: float = Field(0.0, ge=0, le=64)
     region_thresholds: tuple[float, ...] | None = None
+    prune_shares: tuple[float, ...] | None = None
     shift_schedule: Literal["geometric", "linear"] = "geometric"
     shift_lambda_min: float = Field(1e-3, gt=0)
     shift_lambda_max: float = Field(1e5, gt=0)
@@ -112,6 +116,15 @@ class ExplainConfig(BaseModel):
         if not v or any(not 0 < t < 1 for t in v) or list(v) != sorted(v, reverse=True):
             raise ValueError("region_thresholds must be decreasing saliency levels in (0, 1), e.g. (0.5, 0.3, 0.1)")
         return tuple(float(t) for t in v)
+
+    @field_validator("prune_shares")
+    @classmethod
+    def _check_prune(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is None:
+            return v
+        if not v or any(not 0 < q <= 1 for q in v):
+            raise ValueError("prune_shares must be shares of the change in (0, 1], e.g. (0.5, 0.7, 0.9)")
+        return tuple(sorted(float(q) for q in v))
 
     @field_validator("shift_lambdas")
     @classmethod
