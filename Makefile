@@ -28,12 +28,17 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info
 
-# Retrain the shipped packs from scratch (the exact commands recorded in weights/manifest.json).
-# About 1.5 h on a 2-core CPU; reads ../shared/data/kermany-pneumonia-224 in place.
+# Retrain the shipped packs from scratch: the exact commands recorded in weights/manifest.json
+# (which also says where each ran: the pneumonia classifier and the phantom classifier on this
+# 2-core CPU, the rest on a GPU; `--device auto`, the default, takes a GPU when there is one).
+# Reads ../shared/data/kermany-pneumonia-224 in place. The GPU session that trained the others and
+# ran the GPU benchmarks is benchmarks/gpu_session.sh.
 PNEUMONIA ?= ../shared/data/kermany-pneumonia-224
 NARROW := '{"widths": [16, 32, 64, 128, 128]}'
 weights: $(STAMP)
-	$(VENV)/bin/xcf train classifier --data phantom:2500 --out weights --name phantom-small-cnn --epochs 3 --seed 0 --pack phantom --role classifier
-	$(VENV)/bin/xcf train autoencoder --arch segnet-ae --arch-args $(NARROW) --data phantom:1500 --out weights --name phantom-segnet-ae --classifier phantom-small-cnn --epochs 2 --seed 0 --pack phantom --role latent
-	$(VENV)/bin/xcf train classifier --data $(PNEUMONIA) --labels pneumonia --out weights --name pneumonia-small-cnn --epochs 2 --schedule-epochs 5 --seed 0 --pack pneumonia --role classifier
-	$(VENV)/bin/xcf train autoencoder --arch segnet-ae --arch-args $(NARROW) --data $(PNEUMONIA) --labels pneumonia --limit 1500 --out weights --name pneumonia-segnet-ae --classifier pneumonia-small-cnn --epochs 1 --seed 0 --pack pneumonia --role latent
+	$(VENV)/bin/xcf train classifier --data phantom:12000 --out weights --name phantom-small-cnn --epochs 3 --seed 0 --pack phantom --role classifier
+	$(VENV)/bin/xcf train autoencoder --arch segnet-ae --arch-args $(NARROW) --data phantom:3000 --out weights --name phantom-segnet-ae --classifier phantom-small-cnn --epochs 5 --seed 0 --pack phantom --role latent
+	$(VENV)/bin/xcf train classifier --arch mobilenet-v3-small --data phantom:3000:7 --out weights --name phantom-mobilenet-oracle --epochs 5 --seed 1 --pack phantom --role oracle
+	$(VENV)/bin/xcf train classifier --data $(PNEUMONIA) --labels pneumonia --out weights --name pneumonia-small-cnn --epochs 5 --seed 0 --pack pneumonia --role classifier
+	$(VENV)/bin/xcf train autoencoder --arch segnet-ae --arch-args $(NARROW) --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-segnet-ae --classifier pneumonia-small-cnn --epochs 20 --seed 0 --pack pneumonia --role latent
+	$(VENV)/bin/xcf train classifier --arch mobilenet-v3-small --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-mobilenet-oracle --epochs 20 --seed 0 --pack pneumonia --role oracle

@@ -9,7 +9,11 @@
 # Each step has a time limit; results are packed into $OUT after every step, so a cut-off run still
 # returns what it finished. Usage, from the repo root:
 #   OUT=gpu-out PNEUMONIA=../shared/data/kermany-pneumonia-224 bash benchmarks/gpu_session.sh
-# SMALL=1 runs the same steps at toy sizes on the CPU (to check the script itself).
+# SMALL=1 runs the same steps at toy sizes on the CPU (to check the script itself); PARTS picks the
+# groups to run (default "perf train bench"). Lessons from the first session (2026-11-26, H200):
+# every device call re-sends the working tree, so weights trained in one call are overwritten by
+# the local copies in the next - bench in the same call as the training, or copy the weights back
+# first; six trainings side by side made each 2-3x slower than alone.
 set -u
 OUT=${OUT:-gpu-out}
 PN=${PNEUMONIA:-../shared/data/kermany-pneumonia-224}
@@ -22,11 +26,11 @@ PY=${PY:-python3}
 NARROW='{"widths": [16, 32, 64, 128, 128]}'
 
 if [ "${SMALL:-0}" = 1 ]; then
-  PH_CLS=300; PH_OR=300; PH_AE=200; E_CLS=1; E_AE=1; PN_LIMIT=40; E_PN=1
+  PH_CLS=300; PH_OR=300; PH_AE=200; E_CLS=1; E_OR=1; E_AE=1; PN_LIMIT=40; E_PN=1
   BENCH_N="--n 4 --steps 5"; PN_N="--n 4 --steps 5"; PERF="--n 1 --steps 3 --gpu-steps 3 --gpu-batches 1 2"
   SWEEP_N=4; SWEEP_STEPS=5
 else
-  PH_CLS=4000; PH_OR=3000; PH_AE=3000; E_CLS=5; E_AE=5; PN_LIMIT=1000; E_PN=20
+  PH_CLS=12000; PH_OR=3000; PH_AE=3000; E_CLS=3; E_OR=5; E_AE=5; PN_LIMIT=1000; E_PN=20
   BENCH_N="--n 200"; PN_N=""; PERF="--n 2 --gpu-steps 100"; SWEEP_N=64; SWEEP_STEPS=200
 fi
 
@@ -38,7 +42,7 @@ pack_results() {
     [ -f "weights/$f.safetensors" ] && [ "weights/$f.safetensors" -nt "$STAMP" ] && cp "weights/$f.safetensors" "$OUT/"
   done
   local extra=()  # at most 8 files come back: the rest travel in one tar (under 16 MiB)
-  for f in pneumonia-segnet-ae-c10 pneumonia-mobilenet-oracle; do
+  for f in pneumonia-mobilenet-oracle; do
     [ -f "weights/$f.safetensors" ] && [ "weights/$f.safetensors" -nt "$STAMP" ] && extra+=("$f.safetensors")
   done
   [ ${#extra[@]} -gt 0 ] && tar cf "$OUT/extra.tar.$BASHPID" -C weights "${extra[@]}" && mv -f "$OUT/extra.tar.$BASHPID" "$OUT/extra.tar"
@@ -52,48 +56,50 @@ step() {  # step NAME SECONDS COMMAND...
   pack_results
 }
 
+PARTS=${PARTS:-perf train bench}
+has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
+( while sleep 30; do pack_results; done ) &  # a cut-off run still returns what it has
+PACKER=$!
 echo "== session $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
 sleep 1  # weights written from now on are newer than $STAMP
 
 # 1. speed on the seed's sizes, alone on the GPU
-step perf-seed-sizes 150 $PY benchmarks/perf.py --seed-sizes $PERF --device "$DEV" --batch-size 4 \
+has perf && step perf-seed-sizes 150 $PY benchmarks/perf.py --seed-sizes $PERF --device "$DEV" --batch-size 4 \
   --out "$OUT/r/perf-seed-sizes.md"
 
-# 2. training: the phantom classifier then its autoencoder, the oracle and the pneumonia
-#    autoencoder beside them (the manifest is locked per update)
+# 2. training (the commands of `make weights`, on the GPU): the phantom classifier then its
+#    autoencoder, beside them the oracles and the pneumonia autoencoder (the manifest is locked per
+#    update; the pneumonia classifier is trained on the CPU, it needs the whole train split)
+if has train; then
 (
-  step train-phantom-cls 150 $XCF train classifier --data phantom:$PH_CLS --out weights --name phantom-small-cnn \
+  step train-phantom-cls 300 $XCF train classifier --data phantom:$PH_CLS --out weights --name phantom-small-cnn \
     --epochs $E_CLS --seed 0 --device "$DEV" --pack phantom --role classifier
-  step train-phantom-ae 200 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data phantom:$PH_AE \
+  step train-phantom-ae 300 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data phantom:$PH_AE \
     --out weights --name phantom-segnet-ae --classifier phantom-small-cnn --epochs $E_AE --seed 0 \
     --device "$DEV" --pack phantom --role latent
 ) &
-step train-phantom-oracle 200 $XCF train classifier --arch mobilenet-v3-small --data phantom:$PH_OR:7 --out weights \
-  --name phantom-mobilenet-oracle --epochs $E_CLS --seed 1 --device "$DEV" --pack phantom --role oracle &
-# variants kept out of the packs, to learn from: more phantoms for the classifier, a stronger
-# classifier-consistency weight for the autoencoders
-step train-phantom-cls-long 200 $XCF train classifier --data phantom:$((PH_CLS * 3)) --out weights --name phantom-small-cnn-long \
-  --epochs $((E_CLS + 3)) --seed 0 --device "$DEV" &
-step train-pneumonia-ae-c10 200 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data "$PN" --labels pneumonia \
-  --limit $PN_LIMIT --out weights --name pneumonia-segnet-ae-c10 --classifier pneumonia-small-cnn --epochs $E_PN \
-  --seed 0 --device "$DEV" --consistency-weight 0.1 &
-step train-pneumonia-oracle 200 $XCF train classifier --arch mobilenet-v3-small --data "$PN" --labels pneumonia \
+step train-phantom-oracle 300 $XCF train classifier --arch mobilenet-v3-small --data phantom:$PH_OR:7 --out weights \
+  --name phantom-mobilenet-oracle --epochs $E_OR --seed 1 --device "$DEV" --pack phantom --role oracle &
+step train-pneumonia-oracle 300 $XCF train classifier --arch mobilenet-v3-small --data "$PN" --labels pneumonia \
   --limit $PN_LIMIT --out weights --name pneumonia-mobilenet-oracle --epochs $E_PN --seed 0 --device "$DEV" \
   --pack pneumonia --role oracle &
-step train-pneumonia-ae 200 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data "$PN" --labels pneumonia \
+step train-pneumonia-ae 300 $XCF train autoencoder --arch segnet-ae --arch-args "$NARROW" --data "$PN" --labels pneumonia \
   --limit $PN_LIMIT --out weights --name pneumonia-segnet-ae --classifier pneumonia-small-cnn --epochs $E_PN \
   --seed 0 --device "$DEV" --pack pneumonia --role latent &
 wait
+fi
 
-# 3. benchmarks on the new packs
-step bench-phantom 240 $XCF bench counterfactuals $BENCH_N --device "$DEV" --batch-size 100 \
+# 3. benchmarks on the packs in weights/
+has bench || { kill $PACKER; pack_results; exit 0; }
+step bench-phantom 300 $XCF bench counterfactuals $BENCH_N --device "$DEV" --batch-size 100 \
   --out "$OUT/r/bench-phantom" &
-step bench-pneumonia 240 $XCF bench counterfactuals --data "$PN" --split test --target pneumonia --pack pneumonia \
+step bench-pneumonia 300 $XCF bench counterfactuals --data "$PN" --split test --target pneumonia --pack pneumonia \
   $PN_N --device "$DEV" --batch-size 100 --out "$OUT/r/bench-pneumonia" &
-step sweep-fast 240 $PY benchmarks/perf.py --pack pneumonia --data "$PN" --n $SWEEP_N --steps $SWEEP_STEPS \
+step sweep-fast 300 $PY benchmarks/perf.py --pack pneumonia --data "$PN" --n $SWEEP_N --steps $SWEEP_STEPS \
   --device "$DEV" --batch-size 64 --in-process --gpu-batches \
   --variants "xcf-default,fast,fast+lr=0.3,fast+lr=1.0,fast+lr=0.3+lr_schedule=cosine,fast+lr=1.0+lr_schedule=cosine,fast+classification_loss=logit,fast+classification_loss=logit+lr=0.3,fast+classification_weight=10000,fast+outside_weight=10000+lr=0.3,local,local+blend=residual" \
   --out "$OUT/r/sweep-fast.md" &
 wait
 echo "== done $(date +%T)" >> "$LOG"
+kill $PACKER
 pack_results

@@ -13,7 +13,8 @@ In one run, on the same models and images:
 Each variant runs in its own subprocess so that its peak resident memory (``ru_maxrss``) is its
 own; on CUDA the peak allocated GPU memory is reported too, and images per second at batch sizes
 1, 16 and 64 (``--gpu-batches``). Printed per variant: median seconds per explanation, median steps,
-validity (p < 0.5), L1 and squared share of the change inside the saliency mask, and the ratio of
+validity (p < 0.5), L1 and squared share of the change inside the saliency mask (Grad-CAM++ > 0.5,
+the seed's region, for every variant, whatever region the variant used itself), and the ratio of
 the seed loop's median seconds to the variant's.
 
 Usage::
@@ -148,7 +149,12 @@ def _run_variant(args, variant: str, queue) -> None:
         wall = time.perf_counter() - t0
         for cf in res:
             rows.append({"seconds": wall / len(res), "steps": cf.steps, "valid": cf.p_counterfactual < 0.5,
-                         "share_l1": cf.metrics.get("share_in_mask_l1"), "share_l2": cf.metrics.get("share_in_mask_l2"),
+                         # in the same reference region as the seed loop (saliency > 0.5), not the
+                         # variant's own region, which region growth or pruning may change
+                         "share_l1": float(share_inside(cf.counterfactual[None], cf.reconstruction[None],
+                                                        (cf.saliency > 0.5)[None], 1)[0]),
+                         "share_l2": float(share_inside(cf.counterfactual[None], cf.reconstruction[None],
+                                                        (cf.saliency > 0.5)[None], 2)[0]),
                          "p_cf": cf.p_counterfactual})
     out = {"variant": variant, "models": desc, "n": len(rows), "rows": rows,
            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
