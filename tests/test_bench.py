@@ -187,7 +187,7 @@ def test_list_and_bad_method(capsys):
     listed = capsys.readouterr().out
     for m in ("seed", "latent-shift", "global", "pixel", "gradcam", "hirescam", "integrated-gradients",
               "masked-l1", "soft-mask", "blend", "region", "blend-region", "residual", "residual-region",
-              "preset-fast", "preset-local", "local-residual", "local-residual-prune"):
+              "preset-fast", "early-stop", "preset-local", "local-input", "local-prune"):
         assert f"\n{m} " in "\n" + listed
     assert main(["bench", "counterfactuals", "--out", "x", "--methods", "nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err

@@ -142,13 +142,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                                                             "region_thresholds": _REGION}),
     Method("preset-fast", "ExplainConfig.preset('fast'), exactly (early stopping included)",
            config=PRESETS["fast"]),
+    Method("early-stop", "ExplainConfig.preset('early-stop'): the seed's method stopped at p < 0.5 "
+                         "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",
            config=PRESETS["local"]),
-    Method("local-residual", "preset 'local' with blend='residual' instead of 'input'",
-           config={**PRESETS["local"], "blend": "residual"}),
-    Method("local-residual-prune", "local-residual, then the change pruned to the pixels holding "
-                                   "50 / 70 / 90 % of it (the first share still valid)",
-           config={**PRESETS["local"], "blend": "residual", "prune_shares": (0.5, 0.7, 0.9)}),
+    Method("local-input", "preset 'local' with blend='input' (the preset until 2026-11-26)",
+           config={**PRESETS["local"], "blend": "input"}),
+    Method("local-prune", "preset 'local', then the change pruned to the pixels holding "
+                          "50 / 70 / 90 % of it (the first share still valid)",
+           config={**PRESETS["local"], "prune_shares": (0.5, 0.7, 0.9)}),
 )}
 
 #: The methods run when ``--methods`` is not given.
