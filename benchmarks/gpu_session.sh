@@ -9,6 +9,11 @@
 # Each step has a time limit; results are packed into $OUT after every step, so a cut-off run still
 # returns what it finished. Usage, from the repo root:
 #   OUT=gpu-out PNEUMONIA=../shared/data/kermany-pneumonia-224 bash benchmarks/gpu_session.sh
+# Through the device tool (../shared does not travel): stage the files it reads with
+# `python benchmarks/device_data.py --limit 1000`, carry .devdata and the wheels (.whl: captum,
+# pydantic, pydantic-core, annotated-types, typing-inspection), install them into /tmp/site and the
+# repo with `pip install --no-deps --no-build-isolation -e .`, then run this with
+# PNEUMONIA=.devdata/kermany-pneumonia-224 XCF="python3 -m xcf.cli"; delete .devdata afterwards.
 # SMALL=1 runs the same steps at toy sizes on the CPU (to check the script itself); PARTS picks the
 # groups to run (default "perf train bench"). Lessons from the first session (2026-11-26, H200):
 # every device call re-sends the working tree, so weights trained in one call are overwritten by

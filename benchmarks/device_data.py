@@ -1,0 +1,58 @@
+"""Stage the part of ../shared/data/kermany-pneumonia-224 that a GPU session reads.
+
+The device tool sends the repo (64 MiB at most) but not ../shared, and the whole data set is
+130 MB. A `--limit N` training run reads only ``labels.csv``, the N training rows and N/5
+validation rows that ``xcf.train.load_training_data`` picks, and the test split: this copies exactly
+those files (same relative paths) into ``--out`` (default ``.devdata/kermany-pneumonia-224``, which
+must be git-ignored, e.g. in .git/info/exclude). Carry that folder to the device and point
+``PNEUMONIA`` of benchmarks/gpu_session.sh at it. Delete it afterwards: the images must not be
+committed.
+
+    python benchmarks/device_data.py --limit 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from xcf.data import FolderDataset, patient_split
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data/kermany-pneumonia-224")
+    p.add_argument("--out", default=".devdata/kermany-pneumonia-224")
+    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels", default="pneumonia")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    args = p.parse_args(argv)
+    src, dst = Path(args.data), Path(args.out)
+    ds = FolderDataset(src, labels=args.labels.split(","), split="train", size=224)
+    pids = ds.patient_ids if ds.patient_ids is not None else [str(q) for q in ds.paths]
+    tr, va = patient_split(pids, args.val_fraction, args.seed)
+    rng = np.random.default_rng(args.seed)  # the same draws, in the same order, as load_training_data
+    tr = rng.permutation(tr)[:args.limit].tolist()
+    va = rng.permutation(va)[:max(args.limit // 5, 8)].tolist()
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for name in ("labels.csv", "README.md"):
+        shutil.copy(src / name, dst / name)
+    for i in sorted(tr + va):
+        rel = Path(ds.paths[i]).relative_to(src)
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ds.paths[i], dst / rel)
+    shutil.copytree(src / "test", dst / "test")
+    size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
+    print(f"{dst}: {len(tr)} train + {len(va)} validation images and the test split, {size / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
