@@ -88,3 +88,23 @@ def test_plugins_lists_kinds_names_packages(capsys):
     assert out.splitlines()[0].split()[:4] == ["KIND", "NAME", "PACKAGE", "PLUGIN"]
     for name in ("gradcam++", "masked-l2", "small-cnn", "conv-ae"):
         assert any(line.split()[1] == name for line in out.splitlines()[1:] if line.split())
+
+
+@pytest.mark.parametrize("preset", ["seed", "local", "fast", "early-stop"])
+def test_every_preset_runs_and_is_recorded(png, tmp_path, preset):
+    from xcf.config import PRESETS
+
+    out = tmp_path / preset
+    assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(out), "--preset", preset,
+                 *UNTRAINED]) == 0
+    cfg = json.loads((out / "report.json").read_text())["config"]
+    for key, value in PRESETS[preset].items():
+        assert cfg[key] == (list(value) if isinstance(value, tuple) else value), key
+    assert cfg["steps"] == 3  # the explicit option wins over the preset
+
+
+def test_unknown_preset_is_a_user_error(png, tmp_path, capsys):
+    assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(tmp_path / "o"),
+                 "--preset", "turbo", *UNTRAINED]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "turbo" in err and "local" in err

@@ -33,7 +33,7 @@ def _add_component_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent", help="registered latent-model name")
     p.add_argument("--saliency", default="gradcam++", help="saliency method (default: gradcam++)")
     p.add_argument("--locality", default="masked-l2", help="locality loss (default: masked-l2)")
-    p.add_argument("--preset", help="config preset: seed (the default settings), fast or local")
+    p.add_argument("--preset", help="config preset: seed (the default settings), local (recommended), fast or early-stop")
     p.add_argument("--steps", type=int, help="optimizer steps (default 200)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 0.1)")
     p.add_argument("--stop-probability", type=float, help="stop a sample once p(target) is below this")
