@@ -18,9 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from xcf.data import FolderDataset, patient_split
+from xcf.data import FolderDataset
+from xcf.train import train_val_indices
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,11 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     src, dst = Path(args.data), Path(args.out)
     ds = FolderDataset(src, labels=args.labels.split(","), split="train", size=224)
-    pids = ds.patient_ids if ds.patient_ids is not None else [str(q) for q in ds.paths]
-    tr, va = patient_split(pids, args.val_fraction, args.seed)
-    rng = np.random.default_rng(args.seed)  # the same draws, in the same order, as load_training_data
-    tr = rng.permutation(tr)[:args.limit].tolist()
-    va = rng.permutation(va)[:max(args.limit // 5, 8)].tolist()
+    tr, va = train_val_indices(ds, args.val_fraction, args.seed, args.limit)
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)

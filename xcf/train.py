@@ -141,11 +141,27 @@ def _licence_of(folder: Path) -> str:
     return "unknown (no README.md with a 'Licence:' line next to the data)"
 
 
+def train_val_indices(ds, val_fraction: float, seed: int,
+                      limit: int | None = None) -> tuple[list[int], list[int]]:
+    """The training and validation rows of a folder or CheXpert dataset: split by patient (by path
+    where there is no patient id), then, with ``limit``, a seeded sample of ``limit`` training and
+    ``max(limit // 5, 8)`` validation rows. Exactly the rows ``xcf train`` reads."""
+    from .data import patient_split
+
+    pids = ds.patient_ids if ds.patient_ids is not None else [str(p) for p in ds.paths]
+    tr_idx, va_idx = patient_split(pids, val_fraction, seed)
+    if limit:
+        rng = np.random.default_rng(seed)
+        tr_idx = sorted(rng.permutation(tr_idx)[:limit].tolist())
+        va_idx = sorted(rng.permutation(va_idx)[:max(limit // 5, 8)].tolist())
+    return list(tr_idx), list(va_idx)
+
+
 def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: int = 224,
                        split: str | None = "train", eval_split: str | None = "test",
                        val_fraction: float = 0.1, seed: int = 0, limit: int | None = None) -> TrainData:
     """Read a ``--data`` spec (see module docstring) into memory."""
-    from .data import CheXpertDataset, FolderDataset, patient_split
+    from .data import CheXpertDataset, FolderDataset
 
     if spec.startswith("phantom"):
         from .data.phantoms import FINDINGS, PhantomDataset
@@ -183,12 +199,7 @@ def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: 
     else:
         raise DataError(f"{spec}: not a folder with labels.csv, a CheXpert csv, or phantom:N; "
                         "accepted: phantom:N[:SEED], DIR (with labels.csv), PATH/train.csv")
-    pids = ds.patient_ids if ds.patient_ids is not None else [str(p) for p in ds.paths]
-    tr_idx, va_idx = patient_split(pids, val_fraction, seed)
-    if limit:
-        rng = np.random.default_rng(seed)
-        tr_idx = sorted(rng.permutation(tr_idx)[:limit].tolist())
-        va_idx = sorted(rng.permutation(va_idx)[:max(limit // 5, 8)].tolist())
+    tr_idx, va_idx = train_val_indices(ds, val_fraction, seed, limit)
     tx, ty = _stack(ds, tr_idx, desc="train")
     vx, vy = _stack(ds, va_idx, desc="val")
     ex = ey = None
