@@ -212,6 +212,23 @@ def _gpu_throughput(args) -> list[dict[str, Any]]:
     return out
 
 
+def _in_subprocess(ctx, args, variant: str) -> dict[str, Any]:
+    """Run one variant in its own process (so that its peak RSS is its own) and return its result."""
+    q = ctx.Queue()
+    proc = ctx.Process(target=_run_variant, args=(args, variant, q))
+    proc.start()
+    res = None
+    while res is None:
+        try:
+            res = q.get(timeout=5)
+        except Exception:  # queue.Empty: a child that died must not hang the benchmark
+            if not proc.is_alive():
+                raise SystemExit(f"benchmark variant {variant!r} exited with code {proc.exitcode} "
+                                 "without a result") from None
+    proc.join()
+    return res
+
+
 def _med(vals):
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else float("nan")
@@ -240,30 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     results = []
     for variant in args.variants.split(","):
+        t0 = time.perf_counter()
         if args.in_process:
             import queue as _queue
 
             q = _queue.Queue()
-            t0 = time.perf_counter()
             _run_variant(args, variant, q)
             res = q.get()
-            res["wall"] = time.perf_counter() - t0
-            results.append(res)
-            print(f"{variant}: done in {res['wall']:.0f} s", file=sys.stderr, flush=True)
-            continue
-        q = ctx.Queue()
-        proc = ctx.Process(target=_run_variant, args=(args, variant, q))
-        t0 = time.perf_counter()
-        proc.start()
-        res = None
-        while res is None:
-            try:
-                res = q.get(timeout=5)
-            except Exception:  # queue.Empty: a child that died must not hang the benchmark
-                if not proc.is_alive():
-                    raise SystemExit(f"benchmark variant {variant!r} exited with code {proc.exitcode} "
-                                     "without a result") from None
-        proc.join()
+        else:
+            res = _in_subprocess(ctx, args, variant)
         res["wall"] = time.perf_counter() - t0
         results.append(res)
         print(f"{variant}: done in {res['wall']:.0f} s", file=sys.stderr, flush=True)
