@@ -26,6 +26,18 @@ def _fresh_registry(monkeypatch):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: the CI box has 2 shared cores, and torch's default of 2
+    threads spins against the other processes that some tests start."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def analytic():
     """(classifier, latent, saliency) with a known answer."""
     return RegionClassifier(), IdentityLatent(), BoxSaliency()

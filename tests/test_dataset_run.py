@@ -17,14 +17,7 @@ from xcf.dataset_run import RESULT_COLUMNS, read_jobs
 from xcf.errors import ConfigError, DataError
 from xcf.result import REPORT_FILES
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI box has 2 shared cores: torch's default 2 threads spin against other processes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_dataset(root, n=4, bad=True):

@@ -18,13 +18,7 @@ from xcf.cli import main
 from xcf.gif import GIF_NAME, explain_with_paths, optimization_gif
 from xcf.html_report import build_report
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
