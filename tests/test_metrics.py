@@ -262,6 +262,31 @@ def test_mae_inside_outside_known():
     close(outside, [0.2, 0.25, nan()])
 
 
+def test_removal_known():
+    x_in = torch.ones(4, 1, 2, 2)
+    x_true = torch.zeros(4, 1, 2, 2)
+    x_cf = torch.stack([x_true[0], x_in[0], torch.full((1, 2, 2), 0.25), torch.full((1, 2, 2), 3.0)])
+    region = torch.ones(4, 1, 2, 2, dtype=torch.bool)
+    # exactly the truth, untouched, a quarter of the way left, farther than the input
+    close(M.removal(x_cf, x_in, x_true, region), [1.0, 0.0, 0.75, -2.0])
+    empty = torch.zeros_like(region)
+    assert torch.isnan(M.removal(x_cf, x_in, x_true, empty)).all()
+    assert torch.isnan(M.removal(x_cf, x_true, x_true, region)).all()  # nothing to remove
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_removal_at_most_one_and_one_only_at_truth(seed):
+    g = torch.Generator().manual_seed(seed)
+    x_in, x_true, x_cf = (torch.rand(2, 1, 4, 4, generator=g) for _ in range(3))
+    region = torch.rand(2, 1, 4, 4, generator=g) > 0.3
+    region[:, :, 0, 0] = True
+    r = M.removal(x_cf, x_in, x_true, region)
+    assert (r <= 1 + 1e-6).all()
+    close(M.removal(x_true, x_in, x_true, region), [1.0, 1.0])
+    close(M.removal(x_in, x_in, x_true, region), [0.0, 0.0])
+
+
 # --------------------------------------------------------------------------------------------
 # realism
 
@@ -390,6 +415,7 @@ def test_explanation_metrics_keys_and_reference():
     close(full["share_in_gt_dilated_l1"], M.share_inside(x_cf, x_rec, M.dilate(gt, 8)))
     close(full["iou_gt"], M.change_iou(x_cf, x_rec, gt))
     close(full["mae_true_inside"], M.mae_inside_outside(x_cf, x_true, gt)[0])
+    close(full["removal"], M.removal(x_cf, x_in, x_true, gt))
     close(full["mask_area"], mask.float().mean(dim=(1, 2, 3)))
     vs_input = M.explanation_metrics(
         x_in, x_rec, x_cf, mask, p_in, p_rec, p_cf, t, reference="input"

@@ -49,6 +49,7 @@ __all__ = [
     "relevance_mass",
     "saliency_iou",
     "mae_inside_outside",
+    "removal",
     "realism",
     "summarize",
     "explanation_metrics",
@@ -79,7 +80,7 @@ GT_KEYS: tuple[str, ...] = (
     "pointing_game",
 )
 #: Keys :func:`explanation_metrics` adds when it gets a ground-truth counterfactual.
-TRUE_CF_KEYS: tuple[str, ...] = ("mae_true_inside", "mae_true_outside")
+TRUE_CF_KEYS: tuple[str, ...] = ("mae_true_inside", "mae_true_outside", "removal")
 
 _OUT_DTYPE = torch.float32
 
@@ -622,6 +623,32 @@ def mae_inside_outside(
     return _masked_mean(e, r).to(_OUT_DTYPE), _masked_mean(e, ~r).to(_OUT_DTYPE)
 
 
+def removal(x_cf: Tensor, x_input: Tensor, x_true_cf: Tensor, region: Tensor) -> Tensor:
+    """How much of the finding a counterfactual removed, measured against the true counterfactual.
+
+    With ``R_b`` the region (the finding's ground-truth mask)::
+
+        removal[b] = 1 - mean_{i in R_b} |x_cf - x_true_cf| / mean_{i in R_b} |x_input - x_true_cf|
+
+    1: inside the region the counterfactual is the true counterfactual; 0: it is as far from it as
+    the input (nothing removed, e.g. a change too faint to see that still flips the classifier);
+    negative: farther than the input (e.g. the finding painted over with something else). NaN where
+    the region is empty or the input already equals the true counterfactual there.
+
+    Args:
+        x_cf, x_input, x_true_cf: ``(B, C, H, W)`` images.
+        region: bool, broadcastable to the images' shape.
+
+    Returns:
+        ``(B,)`` float32.
+    """
+    _check_images(x_cf, x_input, x_true_cf, names=["x_cf", "x_input", "x_true_cf"])
+    r = _as_mask(region, x_cf.shape, "region")
+    err_cf = _masked_mean(_abs_diff(x_cf, x_true_cf), r)
+    err_in = _masked_mean(_abs_diff(x_input, x_true_cf), r)
+    return (1 - _ratio(err_cf, err_in)).to(_OUT_DTYPE)
+
+
 # --------------------------------------------------------------------------------------------
 # realism
 
@@ -812,6 +839,8 @@ def explanation_metrics(
 
     - ``mae_true_inside``, ``mae_true_outside``: :func:`mae_inside_outside` over ``gt_mask``, or
       over the saliency mask when no ``gt_mask`` is given;
+    - ``removal``: :func:`removal` over the same region (1: the finding removed as the truth
+      removes it; 0: nothing removed);
 
     with ``latent_model``:
 
@@ -877,6 +906,7 @@ def explanation_metrics(
         inside, outside = mae_inside_outside(x_cf, x_true_cf, region)
         out["mae_true_inside"] = inside
         out["mae_true_outside"] = outside
+        out["removal"] = removal(x_cf, x_input, x_true_cf, region)
     if latent_model is not None:
         out["realism"] = realism(latent_model, x_cf, x_input)
     return out
