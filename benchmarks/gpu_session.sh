@@ -102,7 +102,7 @@ step bench-pneumonia 300 $XCF bench counterfactuals --data "$PN" --split test --
   $PN_N --device "$DEV" --batch-size 100 --out "$OUT/r/bench-pneumonia" &
 step sweep-fast 300 $PY benchmarks/perf.py --pack pneumonia --data "$PN" --n $SWEEP_N --steps $SWEEP_STEPS \
   --device "$DEV" --batch-size 64 --in-process --gpu-batches \
-  --variants "xcf-default,fast,fast+lr=0.3,fast+lr=1.0,fast+lr=0.3+lr_schedule=cosine,fast+lr=1.0+lr_schedule=cosine,fast+classification_loss=logit,fast+classification_loss=logit+lr=0.3,fast+classification_weight=10000,fast+outside_weight=10000+lr=0.3,local,local+blend=residual" \
+  --variants "xcf-default,early-stop,early-stop+lr=1.0,fast,fast+lr=0.3,fast+lr=1.0+lr_schedule=cosine,fast+classification_loss=logit,local,local+lr=0.3,fast+region_thresholds=null+mask_threshold=0.2" \
   --out "$OUT/r/sweep-fast.md" &
 wait
 echo "== done $(date +%T)" >> "$LOG"

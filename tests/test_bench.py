@@ -143,6 +143,24 @@ def test_resume_after_partial_run_and_bad_image(tiny_pack, tmp_path, monkeypatch
         (m, c) for m in ("seed", "latent-shift")
         for c in ("phantom-0000-cardiomegaly", "phantom-0001-pleural-effusion", "phantom-0002-consolidation"))
 
+    # rows.csv of an older xcf (no `removal` column): the rerun adds the column and fills it
+    # exactly from mae_true_inside and the case, and new rows carry it too
+    computed = {(r["method"], r["case"]): _num(r["removal"]) for r in rows if r["method"] == "seed"}
+    assert all(v == v and v <= 1 for v in computed.values())
+    old = [{k: v for k, v in r.items() if k != "removal"} for r in rows if r["method"] == "seed"]
+    with open(out / "rows.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(old[0]))
+        w.writeheader()
+        w.writerows(old)
+    assert main([*common, "--n", "3"]) == 0
+    rows = _rows(out / "rows.csv")
+    assert len(rows) == 6
+    for r in rows:
+        if r["method"] == "seed":
+            assert _num(r["removal"]) == pytest.approx(computed[("seed", r["case"])], abs=1e-4)
+        else:
+            assert r["removal"] != ""
+
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -212,6 +230,31 @@ def test_scripts_are_thin_wrappers():
         res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--help"],
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0 and "usage: xcf bench" in res.stdout
+
+
+def test_regions_script_reports_sane_shares(tiny_pack, monkeypatch, capsys):
+    """benchmarks/regions.py: one row per (method, threshold), shares in [0, 1], the region
+    shrinking as the threshold rises."""
+    import importlib.util
+
+    monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
+    spec = importlib.util.spec_from_file_location("regions", REPO / "benchmarks" / "regions.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--n", "5", "--methods", "gradcam++,saliency", "--thresholds", "0.8,0.5,0.2",
+                     "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split("|")[1:-1] for line in lines if "| > " in line]
+    tops = [line for line in lines if line.startswith(("| gradcam++ |", "| saliency |"))
+            and "| > " not in line and "top" not in line and line.count("|") == 6]
+    assert len(rows) == 6 and len(tops) == 2  # (method, threshold) rows + one top-k row per method
+    by_method: dict[str, list[float]] = {}
+    for r in rows:
+        area, near_mean, near_median, covers = (float(v) for v in r[3:7])
+        assert all(0 <= v <= 1 for v in (area, near_mean, near_median, covers))
+        by_method.setdefault(r[0].strip(), []).append(area)
+    assert sorted(by_method) == ["gradcam++", "saliency"]
+    assert all(a[0] <= a[1] <= a[2] for a in by_method.values())  # thresholds 0.8, 0.5, 0.2
 
 
 def test_demo_writes_cases_summary_and_page(tiny_pack, tmp_path, monkeypatch):

@@ -152,3 +152,28 @@ def test_prune_keeps_the_smallest_valid_part_of_the_change():
     assert "pruned_share" not in full.metrics
     with pytest.raises(xcf.errors.ConfigError, match="prune_shares"):
         xcf.ExplainConfig.build(prune_shares=(0.0, 1.5))
+
+
+def test_config_names_the_region_saliency_and_an_explicit_one_wins():
+    """``ExplainConfig.saliency`` (a preset's region source) is used when the Explainer is built
+    without a saliency method; an explicit argument wins; the seed's default stays Grad-CAM++."""
+    from xcf.registry import component_name
+
+    clf, lat = RegionClassifier(gain=8.0), NoisyLatent()
+    seed = xcf.Explainer(classifier=clf, latent=lat)
+    assert component_name(seed.saliency) == "gradcam++"
+    local = xcf.Explainer(classifier=clf, latent=lat, config="local")
+    assert xcf.ExplainConfig.preset("local").saliency == "saliency"
+    assert component_name(local.saliency) == "saliency"
+    assert local.components()["saliency"] == "saliency"
+    explicit = xcf.Explainer(classifier=clf, latent=lat, config="local", saliency="gradcam")
+    assert component_name(explicit.saliency) == "gradcam"
+    own = GradedSaliency()
+    assert xcf.Explainer(classifier=clf, latent=lat, config="local", saliency=own).saliency is own
+    with pytest.raises(xcf.errors.UnknownComponentError, match="unknown saliency method 'nope'"):
+        xcf.Explainer(classifier=clf, latent=lat, config={"saliency": "nope"})
+    # the region really comes from the named map: GradedSaliency's 0.9 strip is the first level
+    cf = xcf.Explainer(classifier=clf, latent=lat, saliency=own,
+                       config=xcf.ExplainConfig(blend="residual")).explain(region_image(), "finding0")[0]
+    r0, r1, c0, c1 = clf.regions[0]
+    assert cf.mask[0, r0:r1, c0:c0 + (c1 - c0) // 4].all() and not cf.mask[0, :, c1:].any()

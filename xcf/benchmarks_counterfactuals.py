@@ -92,7 +92,8 @@ class Method:
     Attributes:
         name: Row label in every output.
         description: One line for ``--list`` and summary.md.
-        saliency: Registered saliency method.
+        saliency: Registered saliency method; ``None``: the config's ``saliency`` (a preset's
+            region source), else Grad-CAM++.
         locality: Registered locality loss.
         latent: Registered latent model built at the pack's image size, or ``None`` for the
             pack's own latent model.
@@ -101,14 +102,19 @@ class Method:
 
     name: str
     description: str
-    saliency: str = "gradcam++"
+    saliency: str | None = None
     locality: str = "masked-l2"
     latent: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def saliency_name(self) -> str:
+        """The saliency method the explainer will use."""
+        return self.saliency or str(self.config.get("saliency") or "gradcam++")
+
     def components(self) -> str:
-        cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
-        return (f"saliency {self.saliency}, latent {self.latent or 'pack'}, locality {self.locality}"
+        cfg = ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "saliency")
+        return (f"saliency {self.saliency_name}, latent {self.latent or 'pack'}, locality {self.locality}"
                 + (f", {cfg}" if cfg else ""))
 
 
@@ -146,8 +152,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                          "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",
            config=PRESETS["local"]),
-    Method("local-input", "preset 'local' with blend='input' (the preset until 2026-11-26)",
-           config={**PRESETS["local"], "blend": "input"}),
+    Method("local-gradcam", "preset 'local' with the Grad-CAM++ region at lr 0.1 (the preset in "
+                            "session 2)", config={**PRESETS["local"], "saliency": "gradcam++", "lr": 0.1}),
+    Method("local-input", "'local-gradcam' with blend='input' (the preset in session 1)",
+           config={**PRESETS["local"], "saliency": "gradcam++", "lr": 0.1, "blend": "input"}),
     Method("local-prune", "preset 'local', then the change pruned to the pixels holding "
                           "50 / 70 / 90 % of it (the first share still valid)",
            config={**PRESETS["local"], "prune_shares": (0.5, 0.7, 0.9)}),
@@ -200,7 +208,7 @@ def resolve_methods(spec: str | None, *, all_combinations: bool = False,
         for sal in reg.list("saliency"):
             for loc in reg.list("locality"):
                 name = f"{sal}/{loc}"
-                if not any(m.saliency == sal and m.locality == loc and m.latent is None
+                if not any(m.saliency_name == sal and m.locality == loc and m.latent is None
                            and not m.config for m in out.values()):
                     out[name] = Method(name, f"{sal} saliency, {loc} locality", saliency=sal,
                                        locality=loc)
@@ -325,7 +333,7 @@ COLUMNS: tuple[str, ...] = (
     "l1", "l2", "share_in_mask_l1", "share_in_mask_l2", "mask_area", "region_threshold",
     "share_in_ref_mask_l1", "share_in_ref_mask_l2",
     "share_in_gt_l1", "share_in_gt_l2", "share_in_gt_dilated_l1", "iou_gt", "pointing_game",
-    "mae_true_inside", "mae_true_outside", "realism", "steps", "seconds",
+    "mae_true_inside", "mae_true_outside", "removal", "realism", "steps", "seconds",
 )
 _TEXT = ("method", "case", "target", "finding", "source", "status")
 
@@ -333,7 +341,7 @@ _TEXT = ("method", "case", "target", "finding", "source", "status")
 TABLE_LOCALITY = ("validity", "oracle_validity", "target_drop", "share_in_gt_l1", "share_in_gt_l2",
                   "share_in_gt_dilated_l1", "iou_gt", "pointing_game", "share_in_ref_mask_l1",
                   "share_in_ref_mask_l2", "share_in_mask_l1")
-TABLE_COST = ("mae_true_inside", "mae_true_outside", "off_target_mean", "off_target_max",
+TABLE_COST = ("removal", "mae_true_inside", "mae_true_outside", "off_target_mean", "off_target_max",
               "reconstruction_shift", "realism", "l1", "l2", "mask_area", "region_threshold",
               "steps", "seconds")
 LABELS = {
@@ -341,7 +349,7 @@ LABELS = {
     "share_in_gt_l1": "L1 in GT", "share_in_gt_l2": "L2² in GT", "share_in_gt_dilated_l1": "L1 in GT+8px",
     "iou_gt": "IoU GT", "pointing_game": "pointing", "share_in_ref_mask_l1": "L1 in ref mask",
     "share_in_ref_mask_l2": "L2² in ref mask", "share_in_mask_l1": "L1 in own mask",
-    "mae_true_inside": "MAE true cf in", "mae_true_outside": "MAE true cf out",
+    "removal": "removal", "mae_true_inside": "MAE true cf in", "mae_true_outside": "MAE true cf out",
     "off_target_mean": "off-target mean", "off_target_max": "off-target max",
     "reconstruction_shift": "recon shift", "mask_area": "mask area", "region_threshold": "region level",
     "seconds": "s / image",
@@ -399,9 +407,15 @@ class _RowWriter:
             with open(path, newline="", encoding="utf-8") as fh:
                 header = next(csv.reader(fh), [])
             missing = [c for c in COLUMNS if c not in header]
-            if missing:
-                logger.warning("%s has no column(s) %s (written by another xcf version); "
-                               "they are left out", path, ", ".join(missing))
+            if missing:  # written by an older xcf: add the new columns (empty in its rows)
+                with open(path, newline="", encoding="utf-8") as fh:
+                    old = list(csv.reader(fh))[1:]
+                header = header + missing
+                with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+                    w = csv.writer(fh)
+                    w.writerow(header)
+                    w.writerows(r + [""] * (len(header) - len(r)) for r in old)
+                logger.info("%s: added column(s) %s", path, ", ".join(missing))
             self.columns = header
         else:
             self.columns = list(COLUMNS)
@@ -568,6 +582,7 @@ def run(out: str | os.PathLike, methods: Sequence[Method], cases: Sequence[Case]
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.csv"
     writer = _RowWriter(rows_path)  # first: it drops a half-written last row
+    _backfill_removal(rows_path, cases)
     done = {(r["method"], r["case"]) for r in read_rows(rows_path)}
     with atomic_file(out / "run.json", "w", encoding="utf-8") as fh:
         json.dump({"settings": settings or {}, "methods": {m.name: m.components() for m in methods},
@@ -619,6 +634,35 @@ def run(out: str | os.PathLike, methods: Sequence[Method], cases: Sequence[Case]
         bar.close()
     return {"new_rows": new_rows, "skipped": skipped, "errors": errors,
             "seconds": time.perf_counter() - start}
+
+
+def _backfill_removal(path: Path, cases: Sequence[Case]) -> None:
+    """Fill ``removal`` in rows written before it existed, exactly, from their
+    ``mae_true_inside`` and the case's own input error ``mean_GT |x - x_true|``
+    (:func:`xcf.metrics.removal` is ``1 - mae_true_inside / that``)."""
+    rows = read_rows(path)
+    todo = {r["case"] for r in rows if r.get("removal") is None
+            and isinstance(r.get("mae_true_inside"), float)}
+    by_id = {c.case_id: c for c in cases if c.case_id in todo}
+    if not by_id:
+        return
+    base: dict[str, float] = {}
+    for cid, case in by_id.items():
+        x, gt, true = case.load()
+        if gt is not None and true is not None and bool(gt.any()):
+            base[cid] = float((x - true).abs()[gt.expand_as(x).bool()].mean())
+    with open(path, newline="", encoding="utf-8") as fh:
+        raw = list(csv.DictReader(fh))
+        header = list(raw[0].keys()) if raw else list(COLUMNS)
+    for r in raw:
+        if not r.get("removal") and r.get("case") in base and r.get("mae_true_inside"):
+            den = base[r["case"]]
+            r["removal"] = _cell(1 - float(r["mae_true_inside"]) / den if den > 0 else math.nan)
+    with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(raw)
+    logger.info("%s: filled removal for %d row(s) of an older xcf", path, len(raw))
 
 
 def _explain_safely(ex: Any, method: Method, batch: list[Case], loaded: list, pack: Any,

@@ -40,11 +40,25 @@ import torch
 __all__ = ["main", "seed_loop"]
 
 
+def _seed_masks(classifier: Any, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The seed's region: Grad-CAM++ of the classifier on ``x`` > 0.5, bool, at ``x``'s size."""
+    import torch.nn.functional as F
+
+    from xcf.registry import create
+
+    size = classifier.input_size
+    xc = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True) \
+        if x.shape[-1] != size else x
+    sal = create("saliency", "gradcam++")(classifier, xc, torch.as_tensor(targets))
+    if sal.shape[-1] != x.shape[-1]:
+        sal = F.interpolate(sal, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return sal > 0.5
+
+
 def seed_loop(classifier, latent, x: torch.Tensor, target: int, steps: int = 200) -> dict[str, Any]:
     """The seed's loop for one image ``(1, 1, S, S)``; returns the counterfactual and timings."""
     import torch.nn.functional as F
 
-    from xcf.registry import create
 
     t0 = time.perf_counter()
     classifier.eval()
@@ -58,13 +72,7 @@ def seed_loop(classifier, latent, x: torch.Tensor, target: int, steps: int = 200
             img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return torch.sigmoid(classifier(img))
 
-    cam = create("saliency", "gradcam++")
-    xc = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True) \
-        if x.shape[-1] != size else x
-    sal = cam(classifier, xc, torch.tensor([target]))
-    if sal.shape[-1] != x.shape[-1]:
-        sal = F.interpolate(sal, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    mask = (sal > 0.5).float()
+    mask = _seed_masks(classifier, x, torch.tensor([target])).float()
     with torch.no_grad():
         lat = latent.encode(x)
         x0 = latent.decode(lat)
@@ -147,14 +155,15 @@ def _run_variant(args, variant: str, queue) -> None:
         t0 = time.perf_counter()
         res = ex.explain(x, tgt)
         wall = time.perf_counter() - t0
-        for cf in res:
+        # locality in the seed loop's own region (Grad-CAM++ of the input > 0.5) for every variant,
+        # not the variant's region, which its saliency method, region growth or pruning may change
+        ref = _seed_masks(clf, torch.stack([cf.input for cf in res]), targets)
+        for cf, mask in zip(res, ref):
             rows.append({"seconds": wall / len(res), "steps": cf.steps, "valid": cf.p_counterfactual < 0.5,
-                         # in the same reference region as the seed loop (saliency > 0.5), not the
-                         # variant's own region, which region growth or pruning may change
                          "share_l1": float(share_inside(cf.counterfactual[None], cf.reconstruction[None],
-                                                        (cf.saliency > 0.5)[None], 1)[0]),
+                                                        mask[None], 1)[0]),
                          "share_l2": float(share_inside(cf.counterfactual[None], cf.reconstruction[None],
-                                                        (cf.saliency > 0.5)[None], 2)[0]),
+                                                        mask[None], 2)[0]),
                          "p_cf": cf.p_counterfactual})
     out = {"variant": variant, "models": desc, "n": len(rows), "rows": rows,
            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

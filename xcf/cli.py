@@ -31,7 +31,7 @@ def _add_component_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack", help="a shipped pack (classifier + latent model), see `xcf packs`")
     p.add_argument("--classifier", help="registered classifier name (see `xcf plugins`)")
     p.add_argument("--latent", help="registered latent-model name")
-    p.add_argument("--saliency", default="gradcam++", help="saliency method (default: gradcam++)")
+    p.add_argument("--saliency", help="saliency method (default: the preset's, else gradcam++)")
     p.add_argument("--locality", default="masked-l2", help="locality loss (default: masked-l2)")
     p.add_argument("--preset", help="config preset: seed (the default settings), local (recommended), fast or early-stop")
     p.add_argument("--steps", type=int, help="optimizer steps (default 200)")

@@ -274,7 +274,7 @@ class ExplainerSpec:
     pack: Any = None
     classifier: Any = None
     latent: Any = None
-    saliency: Any = "gradcam++"
+    saliency: Any = None
     locality: Any = "masked-l2"
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -568,7 +568,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: str | None = None,
                     all_positive: bool = False, pack: Any = None, classifier: Any = None,
-                    latent: Any = None, saliency: Any = "gradcam++", locality: Any = "masked-l2",
+                    latent: Any = None, saliency: Any = None, locality: Any = "masked-l2",
                     config: Any = None, engine: str = "local", address: str | None = None,
                     workers: int | None = None, limit: int | None = None, split: str | None = None,
                     gif: bool = False, gif_frames: int = 20, report: bool = True,

@@ -28,10 +28,12 @@ from .optimize import classify, frozen, optimize_latent, resize_to
 from .registry import Registry, component_label, component_name, get_registry, resolve
 from .result import Counterfactual
 
-__all__ = ["Explainer", "explain", "resolve_device", "DEFAULT_PACK"]
+__all__ = ["Explainer", "explain", "resolve_device", "DEFAULT_PACK", "DEFAULT_SALIENCY"]
 
 #: The pack used when neither ``pack`` nor ``classifier``/``latent`` is given.
 DEFAULT_PACK = "phantom"
+#: The saliency method when neither the caller nor the config names one (the seed's).
+DEFAULT_SALIENCY = "gradcam++"
 
 _RANGE_TOL = 1e-4
 
@@ -95,7 +97,8 @@ class Explainer:
             classifier and latent model unless those are given too.
         classifier: A registered classifier name or an :class:`xcf.Classifier`.
         latent: A registered latent-model name or an :class:`xcf.LatentModel`.
-        saliency: A registered saliency-method name or an :class:`xcf.SaliencyMethod`.
+        saliency: A registered saliency-method name or an :class:`xcf.SaliencyMethod`; ``None``:
+            ``config.saliency`` if the config (e.g. a preset) names one, else ``"gradcam++"``.
         locality: A registered locality-loss name or an :class:`xcf.LocalityLoss`. A name is built
             with ``threshold=config.mask_threshold`` and ``outside_weight=config.outside_weight``
             where its factory takes them.
@@ -107,7 +110,7 @@ class Explainer:
     """
 
     def __init__(self, *, pack: Any = None, classifier: Any = None, latent: Any = None,
-                 saliency: Any = "gradcam++", locality: Any = "masked-l2",
+                 saliency: Any = None, locality: Any = "masked-l2",
                  config: ExplainConfig | dict | str | None = None, registry: Registry | None = None,
                  **overrides: Any) -> None:
         self.config = _as_config(config, overrides)
@@ -129,6 +132,8 @@ class Explainer:
             latent = latent if latent is not None else self.pack.latent
         self.classifier: Classifier = resolve("classifier", classifier, reg)
         self.latent: LatentModel = resolve("latent", latent, reg)
+        if saliency is None:
+            saliency = self.config.saliency or DEFAULT_SALIENCY
         self.saliency: SaliencyMethod = resolve("saliency", saliency, reg)
         self.locality: LocalityLoss = resolve(
             "locality", locality, reg,
@@ -497,7 +502,7 @@ class _Runs:
 
 
 def explain(image: Any, target: str | int, *, pack: Any = None, classifier: Any = None,
-            latent: Any = None, saliency: Any = "gradcam++", locality: Any = "masked-l2",
+            latent: Any = None, saliency: Any = None, locality: Any = "masked-l2",
             config: ExplainConfig | dict | str | None = None, **overrides: Any) -> Counterfactual:
     """Explain one finding of one image with a local counterfactual.
 
@@ -506,7 +511,8 @@ def explain(image: Any, target: str | int, *, pack: Any = None, classifier: Any 
             (1, 1, H, W); uint8/uint16 scaled by their range, float taken as [0, 1]).
         target: A label name (case-insensitive) or index.
         pack: A pack name; default ``"phantom"`` when no classifier/latent model is given.
-        classifier, latent, saliency, locality: Registered names or instances.
+        classifier, latent, saliency, locality: Registered names or instances (``saliency=None``:
+            the config's, else Grad-CAM++; see :class:`Explainer`).
         config: :class:`xcf.ExplainConfig`, dict or preset name; ``**overrides`` set single fields.
 
     Returns:
