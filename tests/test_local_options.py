@@ -177,3 +177,38 @@ def test_config_names_the_region_saliency_and_an_explicit_one_wins():
                        config=xcf.ExplainConfig(blend="residual")).explain(region_image(), "finding0")[0]
     r0, r1, c0, c1 = clf.regions[0]
     assert cf.mask[0, r0:r1, c0:c0 + (c1 - c0) // 4].all() and not cf.mask[0, :, c1:].any()
+
+
+class WrongForFinding0(xcf.SaliencyMethod):
+    """Finding 0: a box far from its region (no change there can flip it); others: their region."""
+
+    def __call__(self, classifier, x, targets):
+        out = torch.zeros_like(x)
+        for b, t in enumerate(targets.tolist()):
+            r0, r1, c0, c1 = (24, 30, 24, 30) if t == 0 else classifier.regions[t]
+            out[b, 0, r0:r1, c0:c1] = 1.0
+        return out
+
+
+def test_region_fallback_searches_again_in_the_second_methods_regions():
+    """Images that do not flip in the first method's regions are searched again in the fallback
+    method's (here the input gradient, which finds the classifier's region); images that flipped
+    keep their first region; the result shows the map that was used."""
+    x = torch.cat([region_image(), region_image()])
+    cfg = dict(blend="residual", steps=60, lr=0.05, stop_probability=0.5, region_thresholds=(0.5, 0.2))
+    clf = RegionClassifier(gain=8.0)
+    plain = xcf.Explainer(classifier=clf, latent=NoisyLatent(), saliency=WrongForFinding0(),
+                          config=xcf.ExplainConfig(**cfg))
+    stuck, ok = plain.explain(x, ["finding0", "finding1"])
+    assert stuck.p_counterfactual >= 0.5 and ok.p_counterfactual < 0.5
+    assert "region_fallback" not in stuck.metrics
+    ex = xcf.Explainer(classifier=clf, latent=NoisyLatent(), saliency=WrongForFinding0(),
+                       config=xcf.ExplainConfig(**cfg, region_fallback="saliency"))
+    a, b = ex.explain(x, ["finding0", "finding1"])
+    assert a.p_counterfactual < 0.5 and a.metrics["region_fallback"] == 1.0
+    r0, r1, c0, c1 = clf.regions[0]
+    assert a.mask[0, r0:r1, c0:c1].any() and not a.mask[0, 24:30, 24:30].all()
+    assert a.saliency[0, r0:r1, c0:c1].mean() > a.saliency[0, 24:30, 24:30].mean()
+    assert b.metrics["region_fallback"] == 0.0 and torch.equal(b.counterfactual, ok.counterfactual)
+    with pytest.raises(xcf.errors.UnknownComponentError, match="nope"):
+        xcf.Explainer(classifier=clf, latent=NoisyLatent(), config={"region_fallback": "nope"})

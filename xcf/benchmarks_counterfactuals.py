@@ -156,6 +156,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                             "session 2)", config={**PRESETS["local"], "saliency": "gradcam++", "lr": 0.1}),
     Method("local-input", "'local-gradcam' with blend='input' (the preset in session 1)",
            config={**PRESETS["local"], "saliency": "gradcam++", "lr": 0.1, "blend": "input"}),
+    Method("local-fallback", "preset 'local'; films not flipped in the gradient's regions are searched "
+                             "again in Grad-CAM++'s (for diffuse findings)",
+           config={**PRESETS["local"], "region_fallback": "gradcam++"}),
     Method("local-prune", "preset 'local', then the change pruned to the pixels holding "
                           "50 / 70 / 90 % of it (the first share still valid)",
            config={**PRESETS["local"], "prune_shares": (0.5, 0.7, 0.9)}),

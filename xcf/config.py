@@ -60,6 +60,10 @@ class ExplainConfig(BaseModel):
         prune_shares: After the search, keep only the pixels holding this share of the L1 change
             (``|cf - start|``, feathered), trying the shares in increasing order and keeping the first
             whose result is still valid; the region shown becomes those pixels. ``None``: no pruning.
+        region_fallback: A second saliency method (registered name): images that have not flipped
+            at any of ``region_thresholds`` are searched again, level by level, in *its* regions
+            (e.g. ``"gradcam++"`` after the gradient's regions, for diffuse findings). ``None``: no
+            second search.
         saliency: The saliency method (registered name) whose map defines the editable region, used
             when the :class:`~xcf.Explainer` is built without an explicit ``saliency`` (an explicit
             one always wins). ``None``: Grad-CAM++ (the seed's). Lets a preset name its region
@@ -106,6 +110,7 @@ class ExplainConfig(BaseModel):
     region_thresholds: tuple[float, ...] | None = None
     prune_shares: tuple[float, ...] | None = None
     saliency: str | None = None
+    region_fallback: str | None = None
     shift_schedule: Literal["geometric", "linear"] = "geometric"
     shift_lambda_min: float = Field(1e-3, gt=0)
     shift_lambda_max: float = Field(1e5, gt=0)

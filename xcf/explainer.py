@@ -135,6 +135,8 @@ class Explainer:
         if saliency is None:
             saliency = self.config.saliency or DEFAULT_SALIENCY
         self.saliency: SaliencyMethod = resolve("saliency", saliency, reg)
+        self.region_fallback: SaliencyMethod | None = (
+            resolve("saliency", self.config.region_fallback, reg) if self.config.region_fallback else None)
         self.locality: LocalityLoss = resolve(
             "locality", locality, reg,
             threshold=self.config.mask_threshold, outside_weight=self.config.outside_weight)
@@ -350,6 +352,25 @@ class Explainer:
         levels = list(cfg.region_thresholds) if cfg.region_thresholds else [cfg.mask_threshold]
         runs = _Runs(x, p0)
         todo = torch.arange(B, device=x.device)
+        todo = self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0)
+        if self.region_fallback is not None and todo.numel():
+            # a second search in the fallback method's regions; the results show the map used
+            xc = resize_to(x[todo], self.classifier.input_size)
+            sal2 = self.region_fallback(self.classifier, xc, targets[todo])
+            _check_images(sal2, (len(todo), 1, xc.shape[-1], xc.shape[-1]),
+                          component_label(self.region_fallback, "saliency"))
+            sal[todo] = resize_to(sal2.detach().float(), x.shape[-1]).clamp(0, 1)
+            runs.fallback[todo.cpu()] = True
+            self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0)
+        if cfg.prune_shares:
+            self._prune(runs, targets)
+        return runs
+
+    def _levels(self, runs: _Runs, todo: Tensor, levels: list[float], x: Tensor, targets: Tensor,
+                sal: Tensor, z0, x0: Tensor, p0: Tensor) -> Tensor:
+        """Search the samples ``todo`` in the regions ``sal > level``, level by level, each level
+        only for those not yet flipped; returns the samples that never flipped."""
+        cfg = self.config
         for level in levels:
             sal_l = sal[todo]
             if level != cfg.mask_threshold:  # move the loss's threshold to this level
@@ -377,9 +398,7 @@ class Explainer:
             todo = todo[p_t >= cfg.decision_threshold]
             if todo.numel() == 0:
                 break
-        if cfg.prune_shares:
-            self._prune(runs, targets)
-        return runs
+        return todo
 
     @torch.no_grad()
     def _prune(self, runs: _Runs, targets: Tensor) -> None:
@@ -432,6 +451,8 @@ class Explainer:
         m["region_threshold"] = runs.level
         if getattr(runs, "pruned_share", None) is not None:
             m["pruned_share"] = runs.pruned_share
+        if self.region_fallback is not None:
+            m["region_fallback"] = runs.fallback.float()
         return {k: v.detach().float().cpu() for k, v in m.items()}
 
 
@@ -484,6 +505,7 @@ class _Runs:
         self.steps = torch.zeros(B, dtype=torch.long)
         self.level = torch.zeros(B)
         self.pruned_share: Tensor | None = None  # set by Explainer._prune
+        self.fallback = torch.zeros(B, dtype=torch.bool)  # region from config.region_fallback
         self.losses: list[list[float]] = [[] for _ in range(B)]
         self.status = ["completed"] * B
 
