@@ -641,31 +641,34 @@ def run(out: str | os.PathLike, methods: Sequence[Method], cases: Sequence[Case]
 
 def _backfill_removal(path: Path, cases: Sequence[Case]) -> None:
     """Fill ``removal`` in rows written before it existed, exactly, from their
-    ``mae_true_inside`` and the case's own input error ``mean_GT |x - x_true|``
+    ``mae_true_inside`` and the case's own input error inside its true region
     (:func:`xcf.metrics.removal` is ``1 - mae_true_inside / that``)."""
-    rows = read_rows(path)
-    todo = {r["case"] for r in rows if r.get("removal") is None
-            and isinstance(r.get("mae_true_inside"), float)}
-    by_id = {c.case_id: c for c in cases if c.case_id in todo}
-    if not by_id:
+    from .metrics import mae_inside_outside
+
+    if not path.is_file():
         return
-    base: dict[str, float] = {}
-    for cid, case in by_id.items():
-        x, gt, true = case.load()
-        if gt is not None and true is not None and bool(gt.any()):
-            base[cid] = float((x - true).abs()[gt.expand_as(x).bool()].mean())
     with open(path, newline="", encoding="utf-8") as fh:
-        raw = list(csv.DictReader(fh))
-        header = list(raw[0].keys()) if raw else list(COLUMNS)
-    for r in raw:
-        if not r.get("removal") and r.get("case") in base and r.get("mae_true_inside"):
-            den = base[r["case"]]
-            r["removal"] = _cell(1 - float(r["mae_true_inside"]) / den if den > 0 else math.nan)
+        reader = csv.DictReader(fh)
+        header = list(reader.fieldnames or [])
+        raw = list(reader)
+    todo = [r for r in raw if not r.get("removal") and r.get("mae_true_inside") not in (None, "", "nan")]
+    by_id = {c.case_id: c for c in cases}
+    base: dict[str, float] = {}
+    for cid in {r["case"] for r in todo} & by_id.keys():
+        x, gt, true = by_id[cid].load()
+        if gt is not None and true is not None:
+            base[cid] = float(mae_inside_outside(x[None], true[None], gt[None])[0][0])
+    filled = [r for r in todo if r["case"] in base]
+    if not filled:
+        return
+    for r in filled:
+        den = base[r["case"]]
+        r["removal"] = _cell(1 - float(r["mae_true_inside"]) / den if den > 0 else math.nan)
     with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
         w.writeheader()
         w.writerows(raw)
-    logger.info("%s: filled removal for %d row(s) of an older xcf", path, len(raw))
+    logger.info("%s: filled removal for %d row(s) of an older xcf", path, len(filled))
 
 
 def _explain_safely(ex: Any, method: Method, batch: list[Case], loaded: list, pack: Any,

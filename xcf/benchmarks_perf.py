@@ -59,7 +59,6 @@ def seed_loop(classifier, latent, x: torch.Tensor, target: int, steps: int = 200
     """The seed's loop for one image ``(1, 1, S, S)``; returns the counterfactual and timings."""
     import torch.nn.functional as F
 
-
     t0 = time.perf_counter()
     classifier.eval()
     latent.eval()
