@@ -176,6 +176,14 @@ def test_resume_after_partial_run_and_bad_image(tiny_pack, tmp_path, monkeypatch
     assert all(r["share_in_gt_l1"] == "" and r["share_in_ref_mask_l1"] != "" for r in rows)
     assert "3.png" in (fout / "errors.csv").read_text()
     assert (fout / "validity_vs_locality.png").is_file()
+    cout = tmp_path / "chosen"  # --cases: only the named case, as the full run computed it
+    assert main(["bench", "counterfactuals", "--data", str(data), "--target", "Nodule", "--pack", "phantom",
+                 "--out", str(cout), "--steps", "2", "--methods", "seed", "--threads", "1",
+                 "--cases", "2.png"]) == 0
+    (chosen,) = _rows(cout / "rows.csv")
+    (full,) = [r for r in rows if r["case"] == "2.png"]
+    assert chosen["case"] == "2.png"
+    assert _num(chosen["p_counterfactual"]) == pytest.approx(_num(full["p_counterfactual"]), abs=1e-4)
 
 
 @pytest.mark.slow
@@ -209,6 +217,18 @@ def test_list_and_bad_method(capsys):
         assert f"\n{m} " in "\n" + listed
     assert main(["bench", "counterfactuals", "--out", "x", "--methods", "nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+def test_select_cases_keeps_dataset_order_and_names_unknown_ids():
+    from xcf.benchmarks_counterfactuals import Case, select_cases
+    from xcf.errors import ConfigError
+
+    cases = [Case(f"c{i}", "Nodule", {}, lambda: None) for i in range(5)]
+    assert [c.case_id for c in select_cases(cases, "c3, c1")] == ["c1", "c3"]
+    with pytest.raises(ConfigError, match=r"unknown case id\(s\) c9; valid ids .* e\.g\. c0, c1, c2"):
+        select_cases(cases, "c1,c9")
+    with pytest.raises(ConfigError, match="none given"):
+        select_cases(cases, " , ")
 
 
 def test_methods_resolve_adhoc_and_all():
@@ -271,3 +291,29 @@ def test_demo_writes_cases_summary_and_page(tiny_pack, tmp_path, monkeypatch):
     assert "| finding | n |" in md and "Pleural Effusion" in md
     assert (tmp_path / "demo" / "summary.csv").is_file()
     assert "<table" in (tmp_path / "demo" / "index.html").read_text()
+
+
+def test_perf_variants_split_validate_and_survive_a_failure(tiny_pack, tmp_path, monkeypatch, capsys):
+    """perf.py: a list value keeps its commas, a bad setting stops the run before anything runs,
+    and a variant that fails while running is named in the table without losing the others."""
+    from xcf.benchmarks_perf import main as perf_main
+    from xcf.benchmarks_perf import split_variants
+    from xcf.errors import ConfigError
+
+    assert split_variants("seed-loop, fast+region_thresholds=[0.5,0.2]+level_steps=2,early-stop") == [
+        "seed-loop", "fast+region_thresholds=[0.5,0.2]+level_steps=2", "early-stop"]
+    monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
+    common = ["--pack", "phantom", "--data", "phantom", "--n", "2", "--steps", "3", "--threads", "1",
+              "--batch-size", "2", "--in-process"]
+    with pytest.raises(ConfigError, match="level_steps"):
+        perf_main([*common, "--variants", "seed-loop,fast+level_steps=0"])
+    assert "done in" not in capsys.readouterr().err  # refused before the seed loop ran
+    out = tmp_path / "perf.md"
+    assert perf_main([*common, "--out", str(out), "--variants",
+                      "seed-loop,fast+region_thresholds=[0.5,0.2]+level_steps=2,fast+saliency=no-such-map"]) == 0
+    text = out.read_text()
+    assert "| seed-loop |" in text and "| fast+region_thresholds=[0.5,0.2]+level_steps=2 |" in text
+    assert "Failed variants (no measurement): fast+saliency=no-such-map: " in text
+    rows = {r["variant"]: r["rows"] for r in __import__("json").loads(out.with_suffix(".json").read_text())}
+    assert len(rows["seed-loop"]) == 2 and all(r["steps"] == 3 for r in rows["seed-loop"])
+    assert all(0 <= r["steps"] <= 2 + 200 for r in rows["fast+region_thresholds=[0.5,0.2]+level_steps=2"])

@@ -97,6 +97,19 @@ def test_region_grows_only_until_the_finding_flips():
     assert easy.p_counterfactual < 0.5 and easy.metrics["region_threshold"] == pytest.approx(0.5)
 
 
+def test_level_steps_budget_every_level_but_the_last():
+    x = region_image(value=0.95)  # cannot flip at level 0.5 (see above); flips at 0.3
+    full = _explain(x, steps=40, blend="input", region_thresholds=(0.5, 0.3))
+    short = _explain(x, steps=40, blend="input", region_thresholds=(0.5, 0.3), level_steps=5)
+    assert short.p_counterfactual < 0.5 and short.metrics["region_threshold"] == pytest.approx(0.3)
+    # the first level stopped after its budget of 5, the last ran as long as the full search's
+    assert full.steps - short.steps == 40 - 5
+    # each level starts afresh: the last level's search is the same in both
+    assert torch.allclose(short.counterfactual, full.counterfactual, atol=1e-6)
+    with pytest.raises(xcf.errors.ConfigError, match="level_steps"):
+        xcf.ExplainConfig.build(level_steps=0)
+
+
 def test_logit_loss_pushes_the_target_past_its_margin_and_no_further():
     # gain 20 at value 0.9: logit 8, p = 0.9997. The logit hinge pushes until logit < -margin and
     # then stops pulling, where the seed's MSE keeps pulling p towards 0: a smaller change

@@ -191,3 +191,39 @@ def test_stop_check_every_gives_the_same_results(analytic):
         assert a.steps == b.steps and a.status == b.status == "stopped"
         torch.testing.assert_close(a.counterfactual, b.counterfactual, atol=1e-6, rtol=0)
         assert a.losses == b.losses
+
+
+def test_stable_sigmoid_gradient_matches_and_survives_saturation():
+    from xcf.optimize import stable_sigmoid
+
+    logits = torch.tensor([-30.0, -5.0, 0.0, 3.0, 16.0, 20.0, 40.0], requires_grad=True)
+    stable_sigmoid(logits).sum().backward()
+    e = torch.exp(-logits.detach().double().abs())
+    exact = (e / (1 + e) ** 2).float()  # sigmoid'(l), without cancellation
+    assert torch.allclose(logits.grad, exact, rtol=1e-5, atol=0)
+    plain = torch.tensor([20.0, 40.0], requires_grad=True)
+    torch.sigmoid(plain).sum().backward()
+    assert torch.all(plain.grad == 0)  # what the seed's loss sees: nothing to follow
+    assert torch.all(logits.grad[-2:] > 0)
+    assert torch.equal(stable_sigmoid(logits.detach()), torch.sigmoid(logits.detach()))
+
+
+def test_mse_stable_moves_a_saturated_film_the_seed_loss_cannot():
+    """logit = 37.5 * (0.95 - 0.5) = 16.9: float32 rounds p to exactly 1, so the seed's probability
+    loss has a zero gradient and the film never changes; ``mse-stable`` flips it in the same region.
+    (At logit 20 the exact gradient is ~1e-9 and the locality term holds the change at ~1e-3:
+    there only ``classification_loss="logit"`` moves the film.)"""
+    x = region_image(value=0.95)
+
+    def run(loss):
+        ex = xcf.Explainer(classifier=RegionClassifier(gain=37.5), latent=IdentityLatent(),
+                           saliency=BoxSaliency(),
+                           config=xcf.ExplainConfig(steps=100, lr=0.05, classification_loss=loss,
+                                                    blend="residual", stop_probability=0.5))
+        return ex.explain(x, "finding0")[0]
+
+    seed, stable = run("mse"), run("mse-stable")
+    assert seed.p_input == 1.0
+    assert seed.p_counterfactual == 1.0 and torch.equal(seed.counterfactual, x[0])
+    assert stable.p_counterfactual < 0.5
+    assert torch.equal(stable.counterfactual[~stable.mask], x[0][~stable.mask])

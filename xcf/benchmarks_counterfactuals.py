@@ -70,6 +70,7 @@ __all__ = [
     "Case",
     "phantom_cases",
     "folder_cases",
+    "select_cases",
     "resolve_methods",
     "run",
     "write_summary",
@@ -119,6 +120,8 @@ class Method:
 
 
 _REGION = (0.5, 0.35, 0.2, 0.1)
+# preset 'local' as it was before the fallback and mse-stable (the earlier variants build on it)
+_LOCAL_GRADIENT = {**PRESETS["local"], "region_fallback": None, "classification_loss": "mse"}
 
 #: Every named method, in table order.
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -152,13 +155,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                          "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",
            config=PRESETS["local"]),
-    Method("local-gradcam", "preset 'local' with the Grad-CAM++ region at lr 0.1 (the preset in "
-                            "session 2)", config={**PRESETS["local"], "saliency": "gradcam++", "lr": 0.1}),
+    Method("local-gradient", "preset 'local' without its two safety nets: no Grad-CAM++ fallback, "
+                             "the seed's MSE (the preset until session 4 of 2026-11-26)",
+           config=_LOCAL_GRADIENT),
+    Method("local-gradcam", "'local-gradient' with the Grad-CAM++ region at lr 0.1 (the preset in "
+                            "session 2)", config={**_LOCAL_GRADIENT, "saliency": "gradcam++", "lr": 0.1}),
     Method("local-input", "'local-gradcam' with blend='input' (the preset in session 1)",
-           config={**PRESETS["local"], "saliency": "gradcam++", "lr": 0.1, "blend": "input"}),
-    Method("local-fallback", "preset 'local'; films not flipped in the gradient's regions are searched "
-                             "again in Grad-CAM++'s (for diffuse findings)",
-           config={**PRESETS["local"], "region_fallback": "gradcam++"}),
+           config={**_LOCAL_GRADIENT, "saliency": "gradcam++", "lr": 0.1, "blend": "input"}),
+    Method("local-fallback", "'local-gradient'; films not flipped in the gradient's regions are "
+                             "searched again in Grad-CAM++'s (preset 'local' with the seed's MSE)",
+           config={**_LOCAL_GRADIENT, "region_fallback": "gradcam++"}),
     Method("local-prune", "preset 'local', then the change pruned to the pixels holding "
                           "50 / 70 / 90 % of it (the first share still valid)",
            config={**PRESETS["local"], "prune_shares": (0.5, 0.7, 0.9)}),
@@ -275,6 +281,22 @@ def phantom_cases(n: int, labels: Sequence[str], size: int) -> list[Case]:
     return cases
 
 
+def select_cases(cases: Sequence[Case], spec: str) -> list[Case]:
+    """The cases named in ``spec`` (comma-separated ids), in dataset order.
+
+    Raises:
+        ConfigError: An id that is not among ``cases`` (the message shows the first valid ones).
+    """
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    known = {c.case_id for c in cases}
+    unknown = [w for w in wanted if w not in known]
+    if unknown or not wanted:
+        first = ", ".join(c.case_id for c in list(cases)[:3])
+        raise ConfigError(f"--cases: unknown case id(s) {', '.join(unknown) or '(none given)'}; valid ids "
+                          f"are rows.csv's `case` values among the first --n cases, e.g. {first}")
+    return [c for c in cases if c.case_id in set(wanted)]
+
+
 def folder_cases(root: str | os.PathLike, target: str, labels: Sequence[str], size: int, *,
                  split: str | None = "test", n: int | None = None) -> list[Case]:
     """Images of a ``labels.csv`` folder whose ``target`` column is 1, in CSV order.
@@ -334,7 +356,7 @@ COLUMNS: tuple[str, ...] = (
     "validity", "oracle_validity", "oracle_p_input", "oracle_p_counterfactual",
     "target_drop", "off_target_mean", "off_target_max", "reconstruction_shift",
     "l1", "l2", "share_in_mask_l1", "share_in_mask_l2", "mask_area", "region_threshold",
-    "share_in_ref_mask_l1", "share_in_ref_mask_l2",
+    "region_fallback", "share_in_ref_mask_l1", "share_in_ref_mask_l2",
     "share_in_gt_l1", "share_in_gt_l2", "share_in_gt_dilated_l1", "iou_gt", "pointing_game",
     "mae_true_inside", "mae_true_outside", "removal", "realism", "steps", "seconds",
 )
@@ -346,7 +368,7 @@ TABLE_LOCALITY = ("validity", "oracle_validity", "target_drop", "share_in_gt_l1"
                   "share_in_ref_mask_l2", "share_in_mask_l1")
 TABLE_COST = ("removal", "mae_true_inside", "mae_true_outside", "off_target_mean", "off_target_max",
               "reconstruction_shift", "realism", "l1", "l2", "mask_area", "region_threshold",
-              "steps", "seconds")
+              "region_fallback", "steps", "seconds")
 LABELS = {
     "validity": "valid", "oracle_validity": "oracle valid", "target_drop": "p drop",
     "share_in_gt_l1": "L1 in GT", "share_in_gt_l2": "L2² in GT", "share_in_gt_dilated_l1": "L1 in GT+8px",
@@ -355,6 +377,7 @@ LABELS = {
     "removal": "removal", "mae_true_inside": "MAE true cf in", "mae_true_outside": "MAE true cf out",
     "off_target_mean": "off-target mean", "off_target_max": "off-target max",
     "reconstruction_shift": "recon shift", "mask_area": "mask area", "region_threshold": "region level",
+    "region_fallback": "fallback region",
     "seconds": "s / image",
 }
 
@@ -892,6 +915,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="also every registered saliency x locality pair")
     p.add_argument("--list", action="store_true", help="print the named methods and exit")
     p.add_argument("--n", type=int, help="number of images (default: 200 phantoms / every positive image)")
+    p.add_argument("--cases", help="comma-separated case ids (rows.csv's `case`) among the --n: run only "
+                                    "these, e.g. to re-run the failures of another run")
     p.add_argument("--batch-size", type=int, default=8, help="images explained together (default 8)")
     p.add_argument("--steps", type=int, help="optimizer steps for every method (default: the seed's 200)")
     p.add_argument("--stop-probability", type=float, help="early stop below this probability (default: none)")
@@ -975,6 +1000,8 @@ def _main(argv: Sequence[str] | None) -> int:
         what = f"{Path(args.data).name} split {args.split!r}, {len(cases)} images with {args.target} = 1"
         if not cases:
             raise DataError(f"{args.data}: no image of split {args.split!r} has {args.target} = 1")
+    if args.cases:
+        cases, what = select_cases(cases, args.cases), f"{what}, {len(args.cases.split(','))} chosen"
     overrides: dict[str, Any] = {"device": args.device}
     if args.steps is not None:
         overrides["steps"] = args.steps

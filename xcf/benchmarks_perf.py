@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["main", "seed_loop"]
+__all__ = ["main", "seed_loop", "split_variants"]
 
 
 def _seed_masks(classifier: Any, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -220,6 +220,21 @@ def _gpu_throughput(args) -> list[dict[str, Any]]:
     return out
 
 
+def split_variants(spec: str) -> list[str]:
+    """``--variants`` split at the commas outside brackets, so that a list value stays whole:
+    ``"seed-loop,fast+region_thresholds=[0.35,0.2]"`` is two variants."""
+    out, depth, cur = [], 0, ""
+    for ch in spec:
+        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [v.strip() for v in out if v.strip()]
+
+
 def _in_subprocess(ctx, args, variant: str) -> dict[str, Any]:
     """Run one variant in its own process (so that its peak RSS is its own) and return its result."""
     q = ctx.Queue()
@@ -231,8 +246,7 @@ def _in_subprocess(ctx, args, variant: str) -> dict[str, Any]:
             res = q.get(timeout=5)
         except Exception:  # queue.Empty: a child that died must not hang the benchmark
             if not proc.is_alive():
-                raise SystemExit(f"benchmark variant {variant!r} exited with code {proc.exitcode} "
-                                 "without a result") from None
+                raise RuntimeError(f"exited with code {proc.exitcode} without a result") from None
     proc.join()
     return res
 
@@ -263,20 +277,31 @@ def main(argv: list[str] | None = None) -> int:
                         "peak RSS column is then cumulative)")
     args = p.parse_args(argv)
     ctx = mp.get_context("spawn")
-    results = []
-    for variant in args.variants.split(","):
+    variants = split_variants(args.variants)
+    for variant in variants:  # every variant's settings checked before anything runs
+        if variant != "seed-loop":
+            variant_config(variant, args)
+    results, failed = [], []
+    for variant in variants:
         t0 = time.perf_counter()
-        if args.in_process:
-            import queue as _queue
+        try:
+            if args.in_process:
+                import queue as _queue
 
-            q = _queue.Queue()
-            _run_variant(args, variant, q)
-            res = q.get()
-        else:
-            res = _in_subprocess(ctx, args, variant)
+                q = _queue.Queue()
+                _run_variant(args, variant, q)
+                res = q.get()
+            else:
+                res = _in_subprocess(ctx, args, variant)
+        except Exception as exc:  # one variant failing must not lose the others' measurements
+            failed.append(f"{variant}: {type(exc).__name__}: {exc}".splitlines()[0])
+            print(f"{variant}: FAILED ({failed[-1]})", file=sys.stderr, flush=True)
+            continue
         res["wall"] = time.perf_counter() - t0
         results.append(res)
         print(f"{variant}: done in {res['wall']:.0f} s", file=sys.stderr, flush=True)
+    if not results:
+        raise SystemExit("every variant failed: " + "; ".join(failed))
     base = _med([r["seconds"] for r in results[0]["rows"]])
     lines = [f"Models: {results[0]['models']}; {results[0]['n']} images; device {args.device}; "
              f"torch threads {args.threads}; command: python benchmarks/perf.py {' '.join(argv or sys.argv[1:])}",
@@ -289,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['variant']} | {med:.2f} | {base / med:.1f}x | {_med([x['steps'] for x in r['rows']]):.0f} | "
                      f"{val:.2f} | {_med([x['share_l1'] for x in r['rows']]):.3f} | "
                      f"{_med([x['share_l2'] for x in r['rows']]):.3f} | {r['maxrss_mb']:.0f} |")
+    if failed:
+        lines += ["", "Failed variants (no measurement): " + "; ".join(failed)]
     if args.device != "cpu" and torch.cuda.is_available() and args.gpu_batches:
         lines += ["", f"GPU ({torch.cuda.get_device_name()}), {args.gpu_steps} fixed steps per explanation "
                   "(no early stopping), explanation time including saliency and encoding:", "",

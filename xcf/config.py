@@ -42,7 +42,11 @@ class ExplainConfig(BaseModel):
         classification_loss: ``"mse"`` (the seed's: squared error between the probabilities and
             the reconstruction's with the target set to 0) or ``"logit"``: per finding, the mean of
             ``relu(l_t + logit_margin)^2`` for the target's logit and ``(l_k - l0_k)^2`` for the
-            others (their logits at the start), which keeps pushing when the sigmoid saturates.
+            others (their logits at the start), which keeps pushing when the sigmoid saturates,
+            or ``"mse-stable"``: the seed's loss with the sigmoid's gradient computed without
+            rounding (``exp(-softplus(l) - softplus(-l))``), so a film the classifier is certain of
+            (logit above about 17, where float32 rounds p to exactly 1 and the seed's gradient is
+            exactly 0) still moves; elsewhere the same as ``"mse"`` up to float rounding.
         logit_margin: ``classification_loss="logit"`` only: the target's logit is pushed below
             ``-logit_margin`` (probability ``sigmoid(-margin)``, 0.27 for 1.0).
         stop_check_every: Evaluate the stopping rule every this many steps (fewer host syncs on GPU).
@@ -64,6 +68,11 @@ class ExplainConfig(BaseModel):
             at any of ``region_thresholds`` are searched again, level by level, in *its* regions
             (e.g. ``"gradcam++"`` after the gradient's regions, for diffuse findings). ``None``: no
             second search.
+        level_steps: With ``region_thresholds``: the step budget of every level but the last
+            (which gets ``steps``), so that a sample that does not flip in a small region moves on
+            to a larger one sooner. ``None``: every level gets ``steps``. Each level restarts from
+            the start (a larger region is searched afresh, not from the smaller one's latent,
+            whose change outside that region was never constrained).
         saliency: The saliency method (registered name) whose map defines the editable region, used
             when the :class:`~xcf.Explainer` is built without an explicit ``saliency`` (an explicit
             one always wins). ``None``: Grad-CAM++ (the seed's). Lets a preset name its region
@@ -97,7 +106,7 @@ class ExplainConfig(BaseModel):
     device: str = "cpu"
     batch_size: int = Field(16, ge=1)
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    classification_loss: Literal["mse", "logit"] = "mse"
+    classification_loss: Literal["mse", "mse-stable", "logit"] = "mse"
     logit_margin: float = Field(1.0, ge=0)
     autocast_bf16: bool = False
     channels_last: bool = False
@@ -111,6 +120,7 @@ class ExplainConfig(BaseModel):
     prune_shares: tuple[float, ...] | None = None
     saliency: str | None = None
     region_fallback: str | None = None
+    level_steps: int | None = Field(None, ge=1, le=100_000)
     shift_schedule: Literal["geometric", "linear"] = "geometric"
     shift_lambda_min: float = Field(1e-3, gt=0)
     shift_lambda_max: float = Field(1e5, gt=0)
@@ -165,13 +175,17 @@ class ExplainConfig(BaseModel):
         smoothed input gradient (``saliency="saliency"``) above 0.5, grown over levels 0.5, 0.35,
         0.2, 0.1 only for samples that did not flip; the counterfactual is the input plus the
         decoder's change inside that region feathered 2 px (``blend="residual"``); Adam at
-        ``lr=1.0``, stopped once the target probability is below 0.5. ``"fast"``: the same with the
+        ``lr=1.0``, stopped once the target probability is below 0.5; the seed's loss with a
+        gradient that does not round to zero on films the classifier is certain of
+        (``classification_loss="mse-stable"``), and samples still not flipped are searched again in
+        Grad-CAM++'s regions (``region_fallback="gradcam++"``, for diffuse findings). ``"fast"``: the same with the
         Grad-CAM++ region, the fastest setting measured that is as valid and at least as local as
         the seed's method in the seed's own mask on both shipped packs (README "Results", Speed).
         History: until 2026-11-26 ``"fast"`` was ``"early-stop"``; ``"local"`` blended into the
         input (session 1), then used the Grad-CAM++ region at ``lr=0.1`` (session 2): the
         benchmarks on phantoms with ground truth showed the gradient region puts about twice as
-        much of the change on the finding (README "Results").
+        much of the change on the finding (README "Results"); the stable loss and the fallback
+        were added in session 4 (bench method ``local-gradient`` is the preset without them).
         """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
@@ -201,5 +215,6 @@ PRESETS: dict[str, dict[str, object]] = {
              "stop_probability": 0.5, "lr": 1.0},
     "early-stop": {"stop_probability": 0.5},
     "local": {"blend": "residual", "feather": 2.0, "region_thresholds": (0.5, 0.35, 0.2, 0.1),
-              "stop_probability": 0.5, "saliency": "saliency", "lr": 1.0},
+              "stop_probability": 0.5, "saliency": "saliency", "lr": 1.0,
+              "region_fallback": "gradcam++", "classification_loss": "mse-stable"},
 }

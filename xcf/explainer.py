@@ -371,7 +371,9 @@ class Explainer:
         """Search the samples ``todo`` in the regions ``sal > level``, level by level, each level
         only for those not yet flipped; returns the samples that never flipped."""
         cfg = self.config
-        for level in levels:
+        budget = cfg.model_copy(update={"steps": cfg.level_steps}) if cfg.level_steps else cfg
+        for i, level in enumerate(levels):
+            cfg_l = budget if i < len(levels) - 1 else cfg  # the last level gets `steps`
             sal_l = sal[todo]
             if level != cfg.mask_threshold:  # move the loss's threshold to this level
                 sal_l = (sal_l * (cfg.mask_threshold / level)).clamp(0, 1)
@@ -392,7 +394,7 @@ class Explainer:
                                    initial=(z0_t, x0_t, p0_t))
             else:
                 res = optimize_latent(self.classifier, self.latent, x[todo], targets[todo], sal_l,
-                                      self.locality, cfg, initial=(z0_t, x0_t, p0_t), blend=blend)
+                                      self.locality, cfg_l, initial=(z0_t, x0_t, p0_t), blend=blend)
             runs.record(todo, res, mask, level)
             p_t = res.probs_counterfactual[torch.arange(len(todo), device=x.device), targets[todo]]
             todo = todo[p_t >= cfg.decision_threshold]

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from .interfaces import Classifier, Latent, LatentModel, LocalityLoss
 
-__all__ = ["frozen", "OptimizationResult", "optimize_latent", "target_vector", "STATUS"]
+__all__ = ["frozen", "OptimizationResult", "optimize_latent", "stable_sigmoid", "target_vector", "STATUS"]
 
 #: Per-sample end states.
 STATUS = {
@@ -127,6 +127,29 @@ class OptimizationResult:
     latent: Latent | None = field(default=None, repr=False)
 
 
+class _StableSigmoid(torch.autograd.Function):
+    """``sigmoid`` whose backward computes ``sigmoid(l) * (1 - sigmoid(l))`` as
+    ``exp(-softplus(l) - softplus(-l))``: the same value, but not rounded to 0 when the output rounds
+    to 1 (float32 does so above a logit of about 17, where autograd's ``s * (1 - s)`` is exactly 0
+    and the seed's probability loss cannot move a film the classifier is certain of)."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(logits)
+        return torch.sigmoid(logits)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        (logits,) = ctx.saved_tensors
+        nn_f = torch.nn.functional
+        return grad * torch.exp(-nn_f.softplus(logits) - nn_f.softplus(-logits))
+
+
+def stable_sigmoid(logits: Tensor) -> Tensor:
+    """``torch.sigmoid`` with a gradient that does not vanish by rounding (see ``mse-stable``)."""
+    return _StableSigmoid.apply(logits)
+
+
 def _lr_at(config, step: int) -> float:
     if config.lr_schedule == "cosine" and config.steps > 0:
         return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * step / config.steps)))
@@ -197,6 +220,7 @@ def optimize_latent(
         y = target_vector(p0, targets)
         w_cls = config.classification_weight
         logit_loss = config.classification_loss == "logit"
+        stable = config.classification_loss == "mse-stable"
         if logit_loss:  # hinge on the target's logit, squared drift of the others' logits
             l0 = torch.logit(p0.detach().float().clamp(1e-6, 1 - 1e-6))
             onehot = torch.zeros_like(l0)
@@ -231,7 +255,7 @@ def optimize_latent(
             with autocast:
                 xd = render(aux_active.with_z(za), active)
                 la = clf_call(resize_to(xd, classifier.input_size)).float()
-                pa = torch.sigmoid(la)
+                pa = stable_sigmoid(la) if stable else torch.sigmoid(la)
             if logit_loss:
                 oh = onehot[active]
                 loss_cls = (oh * torch.relu(la + margin) ** 2 + (1 - oh) * (la - l0[active]) ** 2).mean(dim=1)
