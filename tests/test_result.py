@@ -59,3 +59,15 @@ def test_save_is_atomic(cf, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         cf.save(tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+def test_figure_footer_says_when_seconds_are_a_batch_share():
+    from xcf.figures import four_panel
+
+    ex = xcf.Explainer(classifier=RegionClassifier(), latent=IdentityLatent(), saliency=BoxSaliency(),
+                       config=xcf.ExplainConfig(steps=3))
+    one = ex.explain(region_image(), "finding0")[0]
+    two = ex.explain(region_image(2), ["finding0", "finding1"])[0]
+    text = lambda cf: four_panel(cf)._suptitle.get_text()  # noqa: E731
+    assert "batch" not in text(one)
+    assert "(batch of 2: wall / 2)" in text(two)
