@@ -290,14 +290,14 @@ def select_cases(cases: Sequence[Case], spec: str) -> list[Case]:
     Raises:
         ConfigError: An id that is not among ``cases`` (the message shows the first valid ones).
     """
-    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    wanted = dict.fromkeys(s.strip() for s in spec.split(",") if s.strip())  # ordered set
     known = {c.case_id for c in cases}
     unknown = [w for w in wanted if w not in known]
     if unknown or not wanted:
         first = ", ".join(c.case_id for c in list(cases)[:3])
         raise ConfigError(f"--cases: unknown case id(s) {', '.join(unknown) or '(none given)'}; valid ids "
                           f"are rows.csv's `case` values among the first --n cases, e.g. {first}")
-    return [c for c in cases if c.case_id in set(wanted)]
+    return [c for c in cases if c.case_id in wanted]
 
 
 def folder_cases(root: str | os.PathLike, target: str, labels: Sequence[str], size: int, *,
@@ -1004,7 +1004,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if not cases:
             raise DataError(f"{args.data}: no image of split {args.split!r} has {args.target} = 1")
     if args.cases:
-        cases, what = select_cases(cases, args.cases), f"{what}, {len(args.cases.split(','))} chosen"
+        cases = select_cases(cases, args.cases)
+        what = f"{what}, {len(cases)} chosen"
     overrides: dict[str, Any] = {"device": args.device}
     if args.steps is not None:
         overrides["steps"] = args.steps
