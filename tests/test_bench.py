@@ -317,3 +317,35 @@ def test_perf_variants_split_validate_and_survive_a_failure(tiny_pack, tmp_path,
     rows = {r["variant"]: r["rows"] for r in __import__("json").loads(out.with_suffix(".json").read_text())}
     assert len(rows["seed-loop"]) == 2 and all(r["steps"] == 3 for r in rows["seed-loop"])
     assert all(0 <= r["steps"] <= 2 + 200 for r in rows["fast+region_thresholds=[0.5,0.2]+level_steps=2"])
+
+
+def test_rows_script_merges_relabels_and_counts(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    from xcf.errors import ConfigError
+
+    spec = importlib.util.spec_from_file_location("rows_script", REPO / "benchmarks" / "rows.py")
+    rows_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rows_script)
+    for name, lines in (("a", ["seed,c1,1,0.5,200", "preset-local,c1,1,0.35,300"]),
+                        ("b", ["preset-local,c2,1,0.5,900"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "rows.csv").write_text("method,case,validity,region_threshold,steps\n"
+                                                  + "\n".join(lines) + "\n")
+        (tmp_path / name / "run.json").write_text('{"settings": {}}')
+    out = tmp_path / "m"
+    assert rows_script.main(["merge", str(out), f"{tmp_path / 'a'}:seed",
+                             f"{tmp_path / 'a'}:preset-local=local-gradient", f"{tmp_path / 'b'}:preset-local"]) == 0
+    got = [(r["method"], r["case"]) for r in _rows(out / "rows.csv")]
+    assert got == [("seed", "c1"), ("local-gradient", "c1"), ("preset-local", "c2")]
+    assert set(json.loads((out / "run.json").read_text())["methods"]) == {"seed", "local-gradient", "preset-local"}
+    with pytest.raises(ConfigError, match="more than one source"):
+        rows_script.main(["merge", str(tmp_path / "m2"), f"{tmp_path / 'a'}:seed", f"{tmp_path / 'a'}:seed"])
+    with pytest.raises(ConfigError, match="no rows of method 'nope'"):
+        rows_script.main(["merge", str(tmp_path / "m3"), f"{tmp_path / 'a'}:nope"])
+    capsys.readouterr()
+    assert rows_script.main(["levels", str(out / "rows.csv")]) == 0
+    text = capsys.readouterr().out
+    assert "local-gradient: n 1, valid 1.000, final level {'0.35': 1}, region grown 1, fallback 0" in text
+    assert "preset-local: n 1, valid 1.000, final level {'0.5': 1}, region grown 1, fallback 1" in text
