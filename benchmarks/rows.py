@@ -8,6 +8,10 @@
         per method: n, valid, the final region level's counts, and the films that needed the
         region fallback (the `region_fallback` column, or for rows written before it existed,
         more steps than every level of the first search can take: 4 x 200 with the presets).
+    python benchmarks/rows.py compare ROWS.csv METHOD_A METHOD_B
+        film by film on the cases both methods ran: how many differ in validity, in step count
+        and in final region level (to a larger or a smaller region), and, over the films valid
+        under both, each metric's mean under A and B and the largest difference between them.
 
 How README's matrices were put together (docs/results/bench-*-cpu.md name the runs).
 """
@@ -81,6 +85,56 @@ def levels(path: Path) -> int:
     return 0
 
 
+COMPARED = ("validity", "oracle_validity", "target_drop", "share_in_ref_mask_l1", "share_in_mask_l1",
+            "share_in_gt_l1", "share_in_gt_dilated_l1", "removal", "mae_true_outside", "realism",
+            "off_target_max", "mask_area")
+
+
+def _num(v: str | None) -> float | None:
+    try:
+        x = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if x != x else x  # NaN: no value
+
+
+def compare(path: Path, a: str, b: str) -> int:
+    from xcf.errors import ConfigError
+
+    rows = _read(path)
+    by = {m: {r["case"]: r for r in rows if r["method"] == m} for m in (a, b)}
+    for m, got in by.items():
+        if not got:
+            raise ConfigError(f"{path} has no rows of method {m!r}; it has {sorted({r['method'] for r in rows})}")
+    common = [c for c in by[a] if c in by[b]]
+    if not common:
+        raise ConfigError(f"{a!r} and {b!r} share no case in {path}")
+    ra, rb = ([by[m][c] for c in common] for m in (a, b))
+    flips = [c for c, x, y in zip(common, ra, rb) if _num(x["validity"]) != _num(y["validity"])]
+    steps = sum(1 for x, y in zip(ra, rb) if _num(x["steps"]) != _num(y["steps"]))
+    lv = [(_num(x.get("region_threshold")), _num(y.get("region_threshold"))) for x, y in zip(ra, rb)]
+    larger = sum(1 for u, v in lv if u is not None and v is not None and v < u)
+    smaller = sum(1 for u, v in lv if u is not None and v is not None and v > u)
+    print(f"{a} vs {b}: {len(common)} cases in common; validity differs on {len(flips)}"
+          + (f" ({', '.join(flips[:10])}{', ...' if len(flips) > 10 else ''})" if flips else "")
+          + f"; step count differs on {steps}; final region level: {larger + smaller} moved "
+          f"({larger} to a larger region under {b}, {smaller} to a smaller one)")
+    both = [(x, y) for x, y in zip(ra, rb) if _num(x["validity"]) == _num(y["validity"]) == 1.0]
+    print(f"means over the {len(both)} films valid under both ({a} / {b} / difference):")
+    worst = ("", 0.0)
+    for col in COMPARED:
+        pairs = [(_num(x.get(col)), _num(y.get(col))) for x, y in both]
+        pairs = [(u, v) for u, v in pairs if u is not None and v is not None]
+        if not pairs:
+            continue
+        ma, mb = (sum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
+        print(f"  {col}: {ma:.3f} / {mb:.3f} / {mb - ma:+.3f}")
+        worst = max(worst, (col, abs(mb - ma)), key=lambda t: t[1])
+    if worst[0]:
+        print(f"largest difference of a mean: {worst[1]:.3f} ({worst[0]})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/rows.py", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -89,8 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("specs", nargs="+")
     lv = sub.add_parser("levels")
     lv.add_argument("rows", type=Path)
+    c = sub.add_parser("compare")
+    c.add_argument("rows", type=Path)
+    c.add_argument("a")
+    c.add_argument("b")
     args = p.parse_args(argv)
-    return merge(args.out, args.specs) if args.cmd == "merge" else levels(args.rows)
+    if args.cmd == "merge":
+        return merge(args.out, args.specs)
+    return levels(args.rows) if args.cmd == "levels" else compare(args.rows, args.a, args.b)
 
 
 if __name__ == "__main__":

@@ -349,3 +349,27 @@ def test_rows_script_merges_relabels_and_counts(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "local-gradient: n 1, valid 1.000, final level {'0.35': 1}, region grown 1, fallback 0" in text
     assert "preset-local: n 1, valid 1.000, final level {'0.5': 1}, region grown 1, fallback 1" in text
+
+
+def test_rows_script_compares_two_methods_film_by_film(tmp_path, capsys):
+    import importlib.util
+
+    from xcf.errors import ConfigError
+
+    spec = importlib.util.spec_from_file_location("rows_script", REPO / "benchmarks" / "rows.py")
+    rows_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rows_script)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("method,case,validity,region_threshold,steps,realism\n"
+                    "a,c1,1,0.5,10,1.0\n" "b,c1,1,0.35,210,2.0\n"      # b grew the region
+                    "a,c2,1,0.2,500,1.0\n" "b,c2,1,0.35,300,1.0\n"     # b stopped at a smaller one
+                    "a,c3,0,0.1,800,5.0\n" "b,c3,1,0.1,800,9.0\n"      # only b valid: left out of the means
+                    "a,c4,1,0.5,7,1.0\n")                              # only a ran it
+    assert rows_script.main(["compare", str(rows), "a", "b"]) == 0
+    text = capsys.readouterr().out
+    assert ("a vs b: 3 cases in common; validity differs on 1 (c3); step count differs on 2; final region "
+            "level: 2 moved (1 to a larger region under b, 1 to a smaller one)") in text
+    assert "means over the 2 films valid under both" in text
+    assert "realism: 1.000 / 1.500 / +0.500" in text and "largest difference of a mean: 0.500 (realism)" in text
+    with pytest.raises(ConfigError, match="no rows of method 'z'"):
+        rows_script.main(["compare", str(rows), "a", "z"])
