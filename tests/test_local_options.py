@@ -110,6 +110,28 @@ def test_level_steps_budget_every_level_but_the_last():
         xcf.ExplainConfig.build(level_steps=0)
 
 
+def test_level_warm_start_continues_the_larger_region_from_where_the_smaller_ended():
+    x = region_image(value=0.95)  # cannot flip at level 0.5 (the strong quarter); flips at 0.3
+    common = dict(blend="input", region_thresholds=(0.5, 0.3), level_steps=5, lr=0.05)
+    # one step at the last level: cold starts it from the input, warm from level 0.5's end
+    cold = _explain(x, steps=1, **common)
+    warm = _explain(x, steps=1, level_warm_start=True, **common)
+    quarter = _explain(x, steps=1, blend="input").mask  # the 0.5 region
+    grown = warm.mask & ~quarter
+    assert quarter.any() and grown.any() and torch.equal(warm.mask, cold.mask)
+    d_cold, d_warm = ((c.counterfactual - x[0]).abs() for c in (cold, warm))
+    # in the quarter, warm carries level 0.5's five steps on; cold shows one step's change
+    assert d_warm[quarter].mean() > 3 * d_cold[quarter].mean() > 0
+    # in the part the region grew by, both took the same first step (the identity latent's
+    # change there was blended away at level 0.5, so it never moved)
+    assert torch.allclose(d_warm[grown], d_cold[grown], atol=1e-6)
+    # with early stopping, warm needs fewer steps in all to flip
+    stop = dict(common, steps=80, stop_probability=0.5)
+    c80, w80 = _explain(x, **stop), _explain(x, level_warm_start=True, **stop)
+    assert c80.p_counterfactual < 0.5 and w80.p_counterfactual < 0.5
+    assert w80.steps < c80.steps
+
+
 def test_logit_loss_pushes_the_target_past_its_margin_and_no_further():
     # gain 20 at value 0.9: logit 8, p = 0.9997. The logit hinge pushes until logit < -margin and
     # then stops pulling, where the seed's MSE keeps pulling p towards 0: a smaller change

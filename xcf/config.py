@@ -70,9 +70,12 @@ class ExplainConfig(BaseModel):
             second search.
         level_steps: With ``region_thresholds``: the step budget of every level but the last
             (which gets ``steps``), so that a sample that does not flip in a small region moves on
-            to a larger one sooner. ``None``: every level gets ``steps``. Each level restarts from
-            the start (a larger region is searched afresh, not from the smaller one's latent,
-            whose change outside that region was never constrained).
+            to a larger one sooner. ``None``: every level gets ``steps``.
+        level_warm_start: With ``region_thresholds``: ``False`` (default) restarts every level
+            from the start latent; ``True`` starts a larger region from the latent the smaller one
+            ended at (Adam's moments reset), so its steps are not thrown away. The decoder's change
+            outside the smaller region was never constrained (it was blended away), so the first
+            step of the larger region may reveal some of it: an option, measured in README Speed.
         saliency: The saliency method (registered name) whose map defines the editable region, used
             when the :class:`~xcf.Explainer` is built without an explicit ``saliency`` (an explicit
             one always wins). ``None``: Grad-CAM++ (the seed's). Lets a preset name its region
@@ -121,6 +124,7 @@ class ExplainConfig(BaseModel):
     saliency: str | None = None
     region_fallback: str | None = None
     level_steps: int | None = Field(None, ge=1, le=100_000)
+    level_warm_start: bool = False
     shift_schedule: Literal["geometric", "linear"] = "geometric"
     shift_lambda_min: float = Field(1e-3, gt=0)
     shift_lambda_max: float = Field(1e5, gt=0)

@@ -372,6 +372,7 @@ class Explainer:
         only for those not yet flipped; returns the samples that never flipped."""
         cfg = self.config
         budget = cfg.model_copy(update={"steps": cfg.level_steps}) if cfg.level_steps else cfg
+        z_cur = z0.z.detach().clone() if cfg.level_warm_start else None  # where each sample ended
         for i, level in enumerate(levels):
             cfg_l = budget if i < len(levels) - 1 else cfg  # the last level gets `steps`
             sal_l = sal[todo]
@@ -394,7 +395,10 @@ class Explainer:
                                    initial=(z0_t, x0_t, p0_t))
             else:
                 res = optimize_latent(self.classifier, self.latent, x[todo], targets[todo], sal_l,
-                                      self.locality, cfg_l, initial=(z0_t, x0_t, p0_t), blend=blend)
+                                      self.locality, cfg_l, initial=(z0_t, x0_t, p0_t), blend=blend,
+                                      z_start=None if z_cur is None else z_cur[todo])
+                if z_cur is not None:
+                    z_cur[todo] = res.latent.z.detach()
             runs.record(todo, res, mask, level)
             p_t = res.probs_counterfactual[torch.arange(len(todo), device=x.device), targets[todo]]
             todo = todo[p_t >= cfg.decision_threshold]

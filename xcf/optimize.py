@@ -167,6 +167,7 @@ def optimize_latent(
     *,
     initial: tuple[Latent, Tensor, Tensor] | None = None,
     blend: tuple[Tensor, Tensor] | None = None,
+    z_start: Tensor | None = None,
 ) -> OptimizationResult:
     """Search counterfactual latents for a batch.
 
@@ -186,6 +187,9 @@ def optimize_latent(
             ``(1 - mask) * D(z0)`` into the reconstruction, or ``x - mask * D(z0)`` to add the
             decoder's change ``mask * (D(z) - D(z0))`` to the input). Change outside the mask's
             support is then exactly zero.
+        z_start: The latent tensor the search starts from (default ``z0``'s); the locality loss and
+            the counterfactual's reference stay ``x0`` (used to continue a search in a larger
+            region, ``config.level_warm_start``).
 
     Returns:
         An :class:`OptimizationResult`.
@@ -228,7 +232,7 @@ def optimize_latent(
             margin = config.logit_margin
         steps_max = config.steps
 
-        z = z0.z.detach().clone()
+        z = (z0.z if z_start is None else z_start).detach().clone()
         m = torch.zeros_like(z)
         v = torch.zeros_like(z)
         last_delta = torch.zeros_like(z)  # to step back to the last finite latent
