@@ -12,6 +12,9 @@
         film by film on the cases both methods ran: how many differ in validity, in step count
         and in final region level (to a larger or a smaller region), and, over the films valid
         under both, each metric's mean under A and B and the largest difference between them.
+    python benchmarks/rows.py means ROWS.csv [--columns C,...] [--exclude-finding F]
+        per method: n and the mean of each column, over all rows or over the rows whose `finding`
+        is not F (README's "oracle valid without Nodule": the oracle cannot see nodules).
 
 How README's matrices were put together (docs/results/bench-*-cpu.md name the runs).
 """
@@ -135,6 +138,31 @@ def compare(path: Path, a: str, b: str) -> int:
     return 0
 
 
+def means(path: Path, columns: list[str], exclude: str | None) -> int:
+    from xcf.errors import ConfigError
+
+    rows = _read(path)
+    if exclude is not None:
+        findings = {r.get("finding", "") for r in rows}
+        if exclude not in findings:
+            raise ConfigError(f"--exclude-finding {exclude!r}: no such finding in {path}; "
+                              f"valid: {', '.join(sorted(findings))}")
+        rows = [r for r in rows if r.get("finding") != exclude]
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise ConfigError(f"no column(s) {', '.join(missing)} in {path}; it has {', '.join(rows[0])}")
+    by: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
+    for r in rows:
+        by[r["method"]].append(r)
+    for m, rs in by.items():
+        cells = []
+        for c in columns:
+            v = [x for x in (_num(r.get(c)) for r in rs) if x is not None]
+            cells.append(f"{c} {sum(v) / len(v):.3f}" if v else f"{c} n/a")
+        print(f"{m}: n {len(rs)}{' without ' + exclude if exclude else ''}, " + ", ".join(cells))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/rows.py", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -147,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("rows", type=Path)
     c.add_argument("a")
     c.add_argument("b")
+    mn = sub.add_parser("means")
+    mn.add_argument("rows", type=Path)
+    mn.add_argument("--columns", default="validity,oracle_validity")
+    mn.add_argument("--exclude-finding")
     args = p.parse_args(argv)
+    if args.cmd == "means":
+        return means(args.rows, [c for c in args.columns.split(",") if c], args.exclude_finding)
     if args.cmd == "merge":
         return merge(args.out, args.specs)
     return levels(args.rows) if args.cmd == "levels" else compare(args.rows, args.a, args.b)

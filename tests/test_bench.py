@@ -373,3 +373,26 @@ def test_rows_script_compares_two_methods_film_by_film(tmp_path, capsys):
     assert "realism: 1.000 / 1.500 / +0.500" in text and "largest difference of a mean: 0.500 (realism)" in text
     with pytest.raises(ConfigError, match="no rows of method 'z'"):
         rows_script.main(["compare", str(rows), "a", "z"])
+
+
+def test_rows_script_means_without_a_finding(tmp_path, capsys):
+    import importlib.util
+
+    from xcf.errors import ConfigError
+
+    spec = importlib.util.spec_from_file_location("rows_script", REPO / "benchmarks" / "rows.py")
+    rows_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rows_script)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("method,case,finding,validity,oracle_validity\n"
+                    "a,c1,Nodule,1,1\n" "a,c2,Effusion,1,0\n" "a,c3,Effusion,0,nan\n" "b,c1,Nodule,1,1\n")
+    assert rows_script.main(["means", str(rows)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "a: n 3, validity 0.667, oracle_validity 0.500",  # nan is no value, not a zero
+        "b: n 1, validity 1.000, oracle_validity 1.000"]
+    assert rows_script.main(["means", str(rows), "--exclude-finding", "Nodule"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["a: n 2 without Nodule, validity 0.500, oracle_validity 0.000"]
+    with pytest.raises(ConfigError, match="valid: Effusion, Nodule"):
+        rows_script.main(["means", str(rows), "--exclude-finding", "nodule"])
+    with pytest.raises(ConfigError, match="no column"):
+        rows_script.main(["means", str(rows), "--columns", "realism"])

@@ -151,9 +151,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                                                             "region_thresholds": _REGION}),
     Method("preset-fast", "ExplainConfig.preset('fast'), exactly (early stopping included)",
            config=PRESETS["fast"]),
-    Method("fast-unbudgeted", "preset 'fast' with every region level given the full steps (the "
+    Method("fast-restart", "preset 'fast' with every region level restarting from the start (the "
+                           "preset until session 5 of 2026-11-26)",
+           config={**PRESETS["fast"], "level_warm_start": False}),
+    Method("fast-unbudgeted", "'fast-restart' with every region level given the full steps (the "
                               "preset until session 4 of 2026-11-26)",
-           config={**PRESETS["fast"], "level_steps": None}),
+           config={**PRESETS["fast"], "level_steps": None, "level_warm_start": False}),
+    Method("fast-lr2", "preset 'fast' at lr 2.0", config={**PRESETS["fast"], "lr": 2.0}),
     Method("early-stop", "ExplainConfig.preset('early-stop'): the seed's method stopped at p < 0.5 "
                          "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",

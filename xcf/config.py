@@ -183,16 +183,18 @@ class ExplainConfig(BaseModel):
         gradient that does not round to zero on films the classifier is certain of
         (``classification_loss="mse-stable"``), and samples still not flipped are searched again in
         Grad-CAM++'s regions (``region_fallback="gradcam++"``, for diffuse findings). ``"fast"``:
-        the Grad-CAM++ region, residual blend, ``lr=1.0``, early stop, the seed's loss, and 20
-        steps for every region level but the last (``level_steps=20``): the fastest setting
-        measured that is as valid and at least as local as the seed's method in the seed's own
-        mask on both shipped packs (README "Results", Speed).
+        the Grad-CAM++ region, residual blend, ``lr=1.0``, early stop, the seed's loss, 20
+        steps for every region level but the last (``level_steps=20``), each larger region
+        continuing from where the smaller one ended (``level_warm_start=True``): the fastest
+        setting measured that is as valid and at least as local as the seed's method in the
+        seed's own mask on both shipped packs (README "Results", Speed).
         History: until 2026-11-26 ``"fast"`` was ``"early-stop"``; ``"local"`` blended into the
         input (session 1), then used the Grad-CAM++ region at ``lr=0.1`` (session 2): the
         benchmarks on phantoms with ground truth showed the gradient region puts about twice as
         much of the change on the finding (README "Results"); the stable loss and the fallback
         were added in session 4 (bench method ``local-gradient`` is the preset without them), and
-        ``"fast"`` got its level budget then (``fast-unbudgeted`` is the one before).
+        ``"fast"`` got its level budget then (``fast-unbudgeted`` is the one before) and its warm
+        start in session 5 (``fast-restart`` is the one before).
         """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
@@ -219,7 +221,7 @@ def _one_line(exc: ValidationError) -> str:
 PRESETS: dict[str, dict[str, object]] = {
     "seed": {},
     "fast": {"blend": "residual", "feather": 2.0, "region_thresholds": (0.5, 0.35, 0.2, 0.1),
-             "stop_probability": 0.5, "lr": 1.0, "level_steps": 20},
+             "stop_probability": 0.5, "lr": 1.0, "level_steps": 20, "level_warm_start": True},
     "early-stop": {"stop_probability": 0.5},
     "local": {"blend": "residual", "feather": 2.0, "region_thresholds": (0.5, 0.35, 0.2, 0.1),
               "stop_probability": 0.5, "saliency": "saliency", "lr": 1.0,
