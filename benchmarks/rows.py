@@ -4,7 +4,7 @@
         rows of METHOD from SRC/rows.csv (relabelled NEWNAME) into OUT/rows.csv and OUT/run.json;
         then `xcf bench counterfactuals --summary-only --out OUT` writes the tables and plots.
         A (method, case) pair may come from one source only.
-    python benchmarks/rows.py levels ROWS.csv [--cases-of METHOD]
+    python benchmarks/rows.py levels ROWS.csv
         per method: n, valid, the final region level's counts, and the films that needed the
         region fallback (the `region_fallback` column, or for rows written before it existed,
         more steps than every level of the first search can take: 4 x 200 with the presets).
@@ -34,6 +34,13 @@ FIRST_SEARCH_STEPS = 800  # 4 region levels x 200 steps: more means the fallback
 def _read(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
+
+
+def _by_method(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    by: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
+    for r in rows:
+        by[r["method"]].append(r)
+    return by
 
 
 def merge(out: Path, specs: list[str]) -> int:
@@ -74,10 +81,7 @@ def merge(out: Path, specs: list[str]) -> int:
 
 
 def levels(path: Path) -> int:
-    by: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
-    for r in _read(path):
-        by[r["method"]].append(r)
-    for m, rs in by.items():
+    for m, rs in _by_method(_read(path)).items():
         valid = sum(float(r["validity"]) for r in rs) / len(rs)
         lv = collections.Counter(r.get("region_threshold", "") for r in rs)
         fb = sum(1 for r in rs if (r.get("region_fallback") or "") == "1"
@@ -151,10 +155,7 @@ def means(path: Path, columns: list[str], exclude: str | None) -> int:
     missing = [c for c in columns if rows and c not in rows[0]]
     if missing:
         raise ConfigError(f"no column(s) {', '.join(missing)} in {path}; it has {', '.join(rows[0])}")
-    by: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
-    for r in rows:
-        by[r["method"]].append(r)
-    for m, rs in by.items():
+    for m, rs in _by_method(rows).items():
         cells = []
         for c in columns:
             v = [x for x in (_num(r.get(c)) for r in rs) if x is not None]
@@ -169,22 +170,22 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("merge")
     m.add_argument("out", type=Path)
     m.add_argument("specs", nargs="+")
+    m.set_defaults(run=lambda a: merge(a.out, a.specs))
     lv = sub.add_parser("levels")
     lv.add_argument("rows", type=Path)
+    lv.set_defaults(run=lambda a: levels(a.rows))
     c = sub.add_parser("compare")
     c.add_argument("rows", type=Path)
     c.add_argument("a")
     c.add_argument("b")
+    c.set_defaults(run=lambda a: compare(a.rows, a.a, a.b))
     mn = sub.add_parser("means")
     mn.add_argument("rows", type=Path)
     mn.add_argument("--columns", default="validity,oracle_validity")
     mn.add_argument("--exclude-finding")
+    mn.set_defaults(run=lambda a: means(a.rows, [c for c in a.columns.split(",") if c], a.exclude_finding))
     args = p.parse_args(argv)
-    if args.cmd == "means":
-        return means(args.rows, [c for c in args.columns.split(",") if c], args.exclude_finding)
-    if args.cmd == "merge":
-        return merge(args.out, args.specs)
-    return levels(args.rows) if args.cmd == "levels" else compare(args.rows, args.a, args.b)
+    return args.run(args)
 
 
 if __name__ == "__main__":

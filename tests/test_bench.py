@@ -252,15 +252,21 @@ def test_scripts_are_thin_wrappers():
         assert res.returncode == 0 and "usage: xcf bench" in res.stdout
 
 
+def _load_script(name: str):
+    """A script of benchmarks/ loaded as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), REPO / "benchmarks" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_regions_script_reports_sane_shares(tiny_pack, monkeypatch, capsys):
     """benchmarks/regions.py: one row per (method, threshold), shares in [0, 1], the region
     shrinking as the threshold rises."""
-    import importlib.util
-
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
-    spec = importlib.util.spec_from_file_location("regions", REPO / "benchmarks" / "regions.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load_script("regions.py")
     assert mod.main(["--n", "5", "--methods", "gradcam++,saliency", "--thresholds", "0.8,0.5,0.2",
                      "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -319,15 +325,16 @@ def test_perf_variants_split_validate_and_survive_a_failure(tiny_pack, tmp_path,
     assert all(0 <= r["steps"] <= 2 + 200 for r in rows["fast+region_thresholds=[0.5,0.2]+level_steps=2"])
 
 
-def test_rows_script_merges_relabels_and_counts(tmp_path, capsys):
-    import importlib.util
+@pytest.fixture(scope="module")
+def rows_script():
+    return _load_script("rows.py")
+
+
+def test_rows_script_merges_relabels_and_counts(rows_script, tmp_path, capsys):
     import json
 
     from xcf.errors import ConfigError
 
-    spec = importlib.util.spec_from_file_location("rows_script", REPO / "benchmarks" / "rows.py")
-    rows_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rows_script)
     for name, lines in (("a", ["seed,c1,1,0.5,200", "preset-local,c1,1,0.35,300"]),
                         ("b", ["preset-local,c2,1,0.5,900"])):
         (tmp_path / name).mkdir()
@@ -351,14 +358,9 @@ def test_rows_script_merges_relabels_and_counts(tmp_path, capsys):
     assert "preset-local: n 1, valid 1.000, final level {'0.5': 1}, region grown 1, fallback 1" in text
 
 
-def test_rows_script_compares_two_methods_film_by_film(tmp_path, capsys):
-    import importlib.util
-
+def test_rows_script_compares_two_methods_film_by_film(rows_script, tmp_path, capsys):
     from xcf.errors import ConfigError
 
-    spec = importlib.util.spec_from_file_location("rows_script", REPO / "benchmarks" / "rows.py")
-    rows_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rows_script)
     rows = tmp_path / "rows.csv"
     rows.write_text("method,case,validity,region_threshold,steps,realism\n"
                     "a,c1,1,0.5,10,1.0\n" "b,c1,1,0.35,210,2.0\n"      # b grew the region
@@ -375,14 +377,9 @@ def test_rows_script_compares_two_methods_film_by_film(tmp_path, capsys):
         rows_script.main(["compare", str(rows), "a", "z"])
 
 
-def test_rows_script_means_without_a_finding(tmp_path, capsys):
-    import importlib.util
-
+def test_rows_script_means_without_a_finding(rows_script, tmp_path, capsys):
     from xcf.errors import ConfigError
 
-    spec = importlib.util.spec_from_file_location("rows_script", REPO / "benchmarks" / "rows.py")
-    rows_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rows_script)
     rows = tmp_path / "rows.csv"
     rows.write_text("method,case,finding,validity,oracle_validity\n"
                     "a,c1,Nodule,1,1\n" "a,c2,Effusion,1,0\n" "a,c3,Effusion,0,nan\n" "b,c1,Nodule,1,1\n")
