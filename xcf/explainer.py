@@ -14,6 +14,7 @@ import importlib.metadata as importlib_metadata
 import os
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import Tensor
 from . import __version__
 from .config import ExplainConfig
 from .errors import ComponentError, ConfigError, UnknownLabelError, XcfError
+from .fusion import search_copies
 from .interfaces import Classifier, LatentModel, LocalityLoss, SaliencyMethod
 from .optimize import classify, frozen, optimize_latent, resize_to
 from .registry import Registry, component_label, component_name, get_registry, resolve
@@ -143,9 +145,6 @@ class Explainer:
         self.device = resolve_device(self.config.device)
         self.classifier.to(self.device)
         self.latent.to(self.device)
-        if self.config.channels_last and self.device.type == "cuda":
-            self.classifier.to(memory_format=torch.channels_last)
-            self.latent.to(memory_format=torch.channels_last)
         labels = tuple(self.classifier.labels)
         if not labels:
             raise ComponentError(f"{component_label(self.classifier, 'classifier')} has no labels")
@@ -266,8 +265,6 @@ class Explainer:
         if tuple(x.shape[1:]) != (1, S, S):
             raise ConfigError(f"images must be (B, 1, {S}, {S}) for this latent model, got {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
-        if cfg.channels_last and self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
         targets = targets.to(self.device)
         clabel = component_label(self.classifier, "classifier")
         llabel = component_label(self.latent, "latent")
@@ -311,7 +308,8 @@ class Explainer:
                 Sc = self.classifier.input_size
                 _check_images(sal, (B, 1, Sc, Sc), slabel)
                 sal = resize_to(sal.detach().float(), S).clamp(0, 1)
-                runs = self._search(x, targets, sal, z0.detach(), x0, p0)
+                models = self._search_models()
+                runs = self._search(x, targets, sal, z0.detach(), x0, p0, models)
             seconds = (time.perf_counter() - start) / B
         metrics = self._metrics(x, runs, p_in, targets, gt_masks, true_counterfactuals)
         cfg_dict = cfg.model_dump()
@@ -344,15 +342,38 @@ class Explainer:
             ))
         return results
 
-    def _search(self, x: Tensor, targets: Tensor, sal: Tensor, z0, x0: Tensor, p0: Tensor) -> _Runs:
+    def _search_models(self) -> tuple[Classifier, LatentModel]:
+        """The classifier and latent model the search loop differentiates: the originals, or
+        copies with BatchNorm folded (``config.fold_batchnorm``) and / or in channels-last format
+        (``config.channels_last``). A model that cannot be copied is searched as it is, with a
+        warning that names it."""
+        cfg = self.config
+        if not (cfg.fold_batchnorm or cfg.channels_last):
+            return self.classifier, self.latent
+        try:
+            (clf, lat), _ = search_copies(self.classifier, self.latent, fold=cfg.fold_batchnorm,
+                                          channels_last=cfg.channels_last)
+        except Exception as exc:  # noqa: BLE001 - any plugin's copy failure: search the originals
+            warnings.warn(
+                f"fold_batchnorm / channels_last ignored: could not copy "
+                f"{component_label(self.classifier, 'classifier')} or "
+                f"{component_label(self.latent, 'latent')} ({type(exc).__name__}: {exc}); "
+                "searching on the models as they are", RuntimeWarning, stacklevel=3)
+            return self.classifier, self.latent
+        return clf, lat
+
+    def _search(self, x: Tensor, targets: Tensor, sal: Tensor, z0, x0: Tensor, p0: Tensor,
+                models: tuple[Classifier, LatentModel] | None = None) -> _Runs:
         """Run the configured search, growing the region level by level for samples that did not
-        flip (``config.region_thresholds``), with optional blending by construction."""
+        flip (``config.region_thresholds``), with optional blending by construction. ``models``:
+        the (classifier, latent model) pair the loop differentiates (default: the originals)."""
+        models = models or (self.classifier, self.latent)
         cfg = self.config
         B = x.shape[0]
         levels = list(cfg.region_thresholds) if cfg.region_thresholds else [cfg.mask_threshold]
         runs = _Runs(x, p0)
         todo = torch.arange(B, device=x.device)
-        todo = self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0)
+        todo = self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0, models)
         if self.region_fallback is not None and todo.numel():
             # a second search in the fallback method's regions; the results show the map used
             xc = resize_to(x[todo], self.classifier.input_size)
@@ -361,16 +382,21 @@ class Explainer:
                           component_label(self.region_fallback, "saliency"))
             sal[todo] = resize_to(sal2.detach().float(), x.shape[-1]).clamp(0, 1)
             runs.fallback[todo.cpu()] = True
-            self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0)
+            self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0, models)
         if cfg.prune_shares:
             self._prune(runs, targets)
         return runs
 
     def _levels(self, runs: _Runs, todo: Tensor, levels: list[float], x: Tensor, targets: Tensor,
-                sal: Tensor, z0, x0: Tensor, p0: Tensor) -> Tensor:
+                sal: Tensor, z0, x0: Tensor, p0: Tensor,
+                models: tuple[Classifier, LatentModel]) -> Tensor:
         """Search the samples ``todo`` in the regions ``sal > level``, level by level, each level
-        only for those not yet flipped; returns the samples that never flipped."""
+        only for those not yet flipped; returns the samples that never flipped. The loop runs on
+        ``models``; when those are copies, the counterfactual's probabilities (validity, and the
+        decision to grow the region) are the original classifier's."""
         cfg = self.config
+        clf_s, lat_s = models
+        copies = clf_s is not self.classifier
         budget = cfg.model_copy(update={"steps": cfg.level_steps}) if cfg.level_steps else cfg
         z_cur = z0.z.detach().clone() if cfg.level_warm_start else None  # where each sample ended
         for i, level in enumerate(levels):
@@ -391,14 +417,17 @@ class Explainer:
             if cfg.method == "latent-shift":
                 from .baselines import latent_shift
 
-                res = latent_shift(self.classifier, self.latent, x[todo], targets[todo], cfg,
+                res = latent_shift(clf_s, lat_s, x[todo], targets[todo], cfg,
                                    initial=(z0_t, x0_t, p0_t))
             else:
-                res = optimize_latent(self.classifier, self.latent, x[todo], targets[todo], sal_l,
+                res = optimize_latent(clf_s, lat_s, x[todo], targets[todo], sal_l,
                                       self.locality, cfg_l, initial=(z0_t, x0_t, p0_t), blend=blend,
                                       z_start=None if z_cur is None else z_cur[todo])
                 if z_cur is not None:
                     z_cur[todo] = res.latent.z.detach()
+            if copies:  # report, and decide on, the original classifier's probabilities
+                with torch.no_grad():
+                    res.probs_counterfactual = classify(self.classifier, res.counterfactual)
             runs.record(todo, res, mask, level)
             p_t = res.probs_counterfactual[torch.arange(len(todo), device=x.device), targets[todo]]
             todo = todo[p_t >= cfg.decision_threshold]

@@ -127,6 +127,24 @@ class OptimizationResult:
     latent: Latent | None = field(default=None, repr=False)
 
 
+class _StraightThroughClamp(torch.autograd.Function):
+    """``clamp(t, 0, 1)`` forward, identity backward (a straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:  # noqa: ANN001
+        return t.clamp(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: ANN001
+        return grad
+
+
+def clamp01_straight_through(t: Tensor) -> Tensor:
+    """``clamp(t, 0, 1)``, a valid canonical image, with the identity as its gradient: a pixel
+    pushed past 0 or 1 still feels the loss pulling it back (a plain clamp's gradient there is 0)."""
+    return _StraightThroughClamp.apply(t)
+
+
 class _StableSigmoid(torch.autograd.Function):
     """``sigmoid`` whose backward computes ``sigmoid(l) * (1 - sigmoid(l))`` as
     ``exp(-softplus(l) - softplus(-l))``: the same value, but not rounded to 0 when the output rounds
@@ -182,7 +200,8 @@ def optimize_latent(
         initial: ``(z0, x0, p0)`` when the caller already encoded the batch (skips that work);
             with ``blend``, ``x0`` and ``p0`` must be those of the blended start.
         blend: ``(mask, base)``, each ``(B, 1, S, S)``: the image the classifier sees is
-            ``mask * D(z) + base`` (blending by construction; ``mask`` in [0, 1], e.g. a feathered
+            ``clamp(mask * D(z) + base, 0, 1)`` (straight-through: the clamp's gradient is the
+            identity; the returned counterfactual is that same clamped image) (blending by construction; ``mask`` in [0, 1], e.g. a feathered
             saliency region; ``base`` is ``(1 - mask) * x`` to blend into the input,
             ``(1 - mask) * D(z0)`` into the reconstruction, or ``x - mask * D(z0)`` to add the
             decoder's change ``mask * (D(z) - D(z0))`` to the input). Change outside the mask's
@@ -212,7 +231,9 @@ def optimize_latent(
                 return out
             mk = bmask if idx is None else bmask[idx]
             bs = bbase if idx is None else bbase[idx]
-            return mk * out + bs
+            # a blend (residual: x + m (D(z) - D(z0))) can leave [0, 1]; the classifier must see,
+            # and the stopping rule judge, the image that is returned: clamped
+            return clamp01_straight_through(mk * out + bs)
 
         if initial is None:
             with torch.no_grad(), autocast:

@@ -8,26 +8,12 @@ classifier), and it has no reconstruction error (``D(E(x)) == x``).
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
 from torch import Tensor
 
 from xcf import Latent, LatentModel, hookimpl
+from xcf.optimize import clamp01_straight_through
 
 __all__ = ["PixelLatent"]
-
-
-class _StraightThroughClamp(torch.autograd.Function):
-    """``clamp(z, 0, 1)`` forward, identity backward (a straight-through estimator)."""
-
-    @staticmethod
-    def forward(ctx: Any, z: Tensor) -> Tensor:
-        return z.clamp(0.0, 1.0)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return grad
 
 
 class PixelLatent(LatentModel):
@@ -54,7 +40,7 @@ class PixelLatent(LatentModel):
 
     def decode(self, latent: Latent) -> Tensor:
         """``Latent`` -> ``clamp(z, 0, 1)``, ``(B, 1, S, S)``; differentiable (straight-through)."""
-        return _StraightThroughClamp.apply(latent.z)
+        return clamp01_straight_through(latent.z)
 
 
 @hookimpl
