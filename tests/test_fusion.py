@@ -60,6 +60,21 @@ def test_fold_leaves_what_it_cannot_prove():
         "Conv2d", "ReLU", "BatchNorm2d", "Conv2d", "BatchNorm2d", "Conv2d", "Identity"]
 
 
+class _ScaledBN(nn.BatchNorm2d):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_fold_leaves_subclasses_whose_forward_may_differ():
+    """A subclass of a convolution or BatchNorm may override forward: not folded, not an error."""
+    torch.manual_seed(0)
+    net = _randomize_bn(nn.Sequential(nn.Conv2d(1, 4, 3), _ScaledBN(4)))
+    x = torch.randn(2, 1, 8, 8)
+    ref = net(x)
+    assert fold_batchnorm(net) == 0
+    assert isinstance(net[1], _ScaledBN) and torch.equal(net(x), ref)
+
+
 def test_search_copies_fold_the_packs_models_and_leave_the_originals():
     torch.manual_seed(0)
     clf = _randomize_bn(SmallCNN(labels=("a", "b"), input_size=64), 1)

@@ -308,8 +308,7 @@ class Explainer:
                 Sc = self.classifier.input_size
                 _check_images(sal, (B, 1, Sc, Sc), slabel)
                 sal = resize_to(sal.detach().float(), S).clamp(0, 1)
-                models = self._search_models()
-                runs = self._search(x, targets, sal, z0.detach(), x0, p0, models)
+                runs = self._search(x, targets, sal, z0.detach(), x0, p0)
             seconds = (time.perf_counter() - start) / B
         metrics = self._metrics(x, runs, p_in, targets, gt_masks, true_counterfactuals)
         cfg_dict = cfg.model_dump()
@@ -348,8 +347,6 @@ class Explainer:
         (``config.channels_last``). A model that cannot be copied is searched as it is, with a
         warning that names it."""
         cfg = self.config
-        if not (cfg.fold_batchnorm or cfg.channels_last):
-            return self.classifier, self.latent
         try:
             (clf, lat), _ = search_copies(self.classifier, self.latent, fold=cfg.fold_batchnorm,
                                           channels_last=cfg.channels_last)
@@ -358,16 +355,15 @@ class Explainer:
                 f"fold_batchnorm / channels_last ignored: could not copy "
                 f"{component_label(self.classifier, 'classifier')} or "
                 f"{component_label(self.latent, 'latent')} ({type(exc).__name__}: {exc}); "
-                "searching on the models as they are", RuntimeWarning, stacklevel=3)
+                "searching on the models as they are", RuntimeWarning, stacklevel=4)
             return self.classifier, self.latent
         return clf, lat
 
-    def _search(self, x: Tensor, targets: Tensor, sal: Tensor, z0, x0: Tensor, p0: Tensor,
-                models: tuple[Classifier, LatentModel] | None = None) -> _Runs:
+    def _search(self, x: Tensor, targets: Tensor, sal: Tensor, z0, x0: Tensor, p0: Tensor) -> _Runs:
         """Run the configured search, growing the region level by level for samples that did not
-        flip (``config.region_thresholds``), with optional blending by construction. ``models``:
-        the (classifier, latent model) pair the loop differentiates (default: the originals)."""
-        models = models or (self.classifier, self.latent)
+        flip (``config.region_thresholds``), with optional blending by construction; the loop
+        differentiates :meth:`_search_models`."""
+        models = self._search_models()
         cfg = self.config
         B = x.shape[0]
         levels = list(cfg.region_thresholds) if cfg.region_thresholds else [cfg.mask_threshold]

@@ -21,18 +21,18 @@ __all__ = ["fold_batchnorm", "search_copies"]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+#: BatchNorm class -> the spatial dimensions of the convolution it can follow
+_BN_DIMS = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    if not isinstance(conv, _CONV + _CONV_T) or not isinstance(bn, _BN):
+    # exact classes only: a subclass may override forward (weight standardization, a custom
+    # normalization), and folding would then change the function
+    if type(conv) not in _CONV + _CONV_T or type(bn) not in _BN_DIMS:
         return False
     if bn.running_mean is None or bn.running_var is None:  # batch statistics even in eval mode
         return False
-    if conv.weight.dim() - 2 != {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}[type(bn)]:
-        return False
-    out_channels = conv.out_channels
-    return bn.num_features == out_channels
+    return conv.weight.dim() - 2 == _BN_DIMS[type(bn)] and bn.num_features == conv.out_channels
 
 
 def fold_batchnorm(module: nn.Module) -> int:
@@ -51,7 +51,7 @@ def fold_batchnorm(module: nn.Module) -> int:
         names = list(seq._modules)
         for a, b in zip(names, names[1:]):
             conv, bn = seq._modules[a], seq._modules[b]
-            if conv is None or bn is None or not _foldable(conv, bn):
+            if not _foldable(conv, bn):
                 continue
             with torch.no_grad():
                 fused = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, _CONV_T))

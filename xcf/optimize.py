@@ -131,11 +131,11 @@ class _StraightThroughClamp(torch.autograd.Function):
     """``clamp(t, 0, 1)`` forward, identity backward (a straight-through estimator)."""
 
     @staticmethod
-    def forward(ctx, t: Tensor) -> Tensor:  # noqa: ANN001
+    def forward(ctx, t: Tensor) -> Tensor:  # noqa: D102
         return t.clamp(0.0, 1.0)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: ANN001
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
         return grad
 
 
@@ -199,10 +199,10 @@ def optimize_latent(
         config: An :class:`xcf.ExplainConfig`.
         initial: ``(z0, x0, p0)`` when the caller already encoded the batch (skips that work);
             with ``blend``, ``x0`` and ``p0`` must be those of the blended start.
-        blend: ``(mask, base)``, each ``(B, 1, S, S)``: the image the classifier sees is
-            ``clamp(mask * D(z) + base, 0, 1)`` (straight-through: the clamp's gradient is the
-            identity; the returned counterfactual is that same clamped image) (blending by construction; ``mask`` in [0, 1], e.g. a feathered
-            saliency region; ``base`` is ``(1 - mask) * x`` to blend into the input,
+        blend: ``(mask, base)``, each ``(B, 1, S, S)``: the image the classifier sees, and the
+            counterfactual returned, is ``clamp(mask * D(z) + base, 0, 1)`` (blending by
+            construction; the clamp is straight-through: its gradient is the identity; ``mask`` in
+            [0, 1], e.g. a feathered saliency region; ``base`` is ``(1 - mask) * x`` to blend into the input,
             ``(1 - mask) * D(z0)`` into the reconstruction, or ``x - mask * D(z0)`` to add the
             decoder's change ``mask * (D(z) - D(z0))`` to the input). Change outside the mask's
             support is then exactly zero.
