@@ -1,8 +1,9 @@
 """Put together and count the per-image rows of `xcf bench counterfactuals` runs.
 
     python benchmarks/rows.py merge OUT SRC:METHOD[=NEWNAME] ...
-        rows of METHOD from SRC/rows.csv (relabelled NEWNAME) into OUT/rows.csv and OUT/run.json;
-        then `xcf bench counterfactuals --summary-only --out OUT` writes the tables and plots.
+        rows of METHOD from SRC/rows.csv, or from SRC itself where it is a .csv file (relabelled
+        NEWNAME), into OUT/rows.csv and OUT/run.json (the first folder source's settings); then
+        `xcf bench counterfactuals --summary-only --out OUT` writes the tables and plots.
         A (method, case) pair may come from one source only.
     python benchmarks/rows.py levels ROWS.csv
         per method: n, valid, the final region level's counts, and the films that needed the
@@ -55,14 +56,16 @@ def merge(out: Path, specs: list[str]) -> int:
         if not sep or not method:
             raise ConfigError(f"{spec!r}: expected SRC:METHOD[=NEWNAME]")
         method, _, new = method.partition("=")
-        got = [r for r in _read(Path(src) / "rows.csv") if r["method"] == method]
+        is_csv = src.endswith(".csv")
+        got = [r for r in _read(Path(src) if is_csv else Path(src) / "rows.csv") if r["method"] == method]
         if not got:
-            raise ConfigError(f"{src}/rows.csv has no rows of method {method!r}")
+            raise ConfigError(f"{src if is_csv else src + '/rows.csv'} has no rows of method {method!r}")
         for r in got:
             r["method"] = new or method
             header += [k for k in r if k not in header]
         rows += got
-        run = run or json.loads((Path(src) / "run.json").read_text(encoding="utf-8"))
+        if not run and not is_csv:
+            run = json.loads((Path(src) / "run.json").read_text(encoding="utf-8"))
         print(f"{spec}: {len(got)} rows", file=sys.stderr)
     pairs = collections.Counter((r["method"], r["case"]) for r in rows)
     twice = [p for p, k in pairs.items() if k > 1]
@@ -70,7 +73,7 @@ def merge(out: Path, specs: list[str]) -> int:
         raise ConfigError(f"(method, case) pairs from more than one source, e.g. {twice[0]}")
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "rows.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=header)
+        w = csv.DictWriter(fh, fieldnames=header, restval="")
         w.writeheader()
         w.writerows(rows)
     names = dict.fromkeys(r["method"] for r in rows)

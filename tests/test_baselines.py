@@ -127,6 +127,33 @@ def test_latent_shift_freezes_and_restores_models():
     assert torch.equal(clf.gain.grad, torch.ones(()))
 
 
+class _Tf32Spy(RegionClassifier):
+    """Records the TF32 flags each forward pass runs under."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[bool, bool]] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("before", [(True, False), (True, True), (False, False)])
+def test_latent_shift_compares_logits_without_tf32_and_restores_the_flags(before):
+    # TF32 puts ~1e-3 of noise on a logit, more than RISE_TOLERANCE: on a GPU the search stopped
+    # on noise after 2-3 tiny shifts, so every classifier call of the search runs in full fp32
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    try:
+        spy = _Tf32Spy()
+        latent_shift(spy, IdentityLatent(), region_image(1), torch.tensor([0]), ExplainConfig(shift_num=5))
+        assert len(spy.seen) >= 2 and set(spy.seen) == {(False, False)}
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
 def test_explainer_dispatches_latent_shift():
     clf, lat = RegionClassifier(), IdentityLatent()
     ex = xcf.Explainer(classifier=clf, latent=lat, saliency=BoxSaliency(), method="latent-shift",

@@ -358,6 +358,77 @@ def test_rows_script_merges_relabels_and_counts(rows_script, tmp_path, capsys):
     assert "preset-local: n 1, valid 1.000, final level {'0.5': 1}, region grown 1, fallback 1" in text
 
 
+def test_rows_script_merges_rows_csv_files_and_keeps_their_columns(rows_script, tmp_path):
+    # a .csv source (e.g. docs/results/*-rows.csv, which has no run.json beside it) is read as it is;
+    # a column only one source has is left empty in the other's rows
+    (tmp_path / "cpu.csv").write_text("method,case,validity\nseed,c1,1\nseed,c2,0\n")
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "rows.csv").write_text("method,case,validity,fallback\nseed,c1,1,0\n")
+    (tmp_path / "gpu" / "run.json").write_text('{"settings": {"device": "cuda"}}')
+    out = tmp_path / "m"
+    assert rows_script.main(["merge", str(out), f"{tmp_path / 'cpu.csv'}:seed=seed-cpu",
+                             f"{tmp_path / 'gpu'}:seed=seed-gpu"]) == 0
+    assert [(r["method"], r["case"], r["fallback"]) for r in _rows(out / "rows.csv")] == [
+        ("seed-cpu", "c1", ""), ("seed-cpu", "c2", ""), ("seed-gpu", "c1", "0")]
+    assert __import__("json").loads((out / "run.json").read_text())["settings"] == {"device": "cuda"}
+
+
+@pytest.fixture(scope="module")
+def select_script():
+    return _load_script("select_weights.py")
+
+
+def _ae_entry(name: str, shift: float, psnr: float) -> dict:
+    return {"file": f"{name}.safetensors", "command": f"xcf train autoencoder --out weights --name {name} --seed 0",
+            "metrics": {"test": {"prob_shift_mean": shift, "prob_shift_median": 0.01, "psnr_db": psnr,
+                                 "ssim": 0.5}}}
+
+
+def _write_weights(folder, entries: dict) -> None:
+    import json
+
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"format": 1, "weights": entries, "packs": {}}))
+    for name, e in entries.items():
+        (folder / e["file"]).write_text(name)
+
+
+def test_select_weights_keeps_the_lowest_shift_within_the_psnr_floor(select_script, tmp_path, capsys):
+    import json
+
+    w = tmp_path / "w"
+    _write_weights(w, {"ae": _ae_entry("ae", 0.10, 20.0), "ae-a": _ae_entry("ae-a", 0.05, 19.5),
+                       "ae-b": _ae_entry("ae-b", 0.01, 15.0)})  # ae-b: lowest shift, but blurred
+    assert select_script.main(["latent", "--weights", str(w), "--target", "ae", "--candidates",
+                               "ae-a,ae-b,ae-c", "--baseline-shift", "0.08"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["winner"] == "ae-a" and said["unfinished"] == ["ae-c"]
+    data = json.loads((w / "manifest.json").read_text())
+    assert list(data["weights"]) == ["ae"]
+    entry = data["weights"]["ae"]
+    assert entry["file"] == "ae.safetensors" and (w / "ae.safetensors").read_text() == "ae-a"
+    assert entry["command"] == "xcf train autoencoder --out weights --name ae --seed 0"
+    assert set(entry["selection"]["candidates"]) == {"ae-a", "ae-b"}
+    assert sorted(p.name for p in w.glob("*.safetensors")) == ["ae.safetensors"]
+
+
+def test_select_weights_keeps_the_shipped_model_when_no_candidate_beats_it(select_script, tmp_path, capsys):
+    import json
+
+    w = tmp_path / "w"
+    _write_weights(w, {"ae": _ae_entry("ae", 0.10, 20.0), "ae-a": _ae_entry("ae-a", 0.09, 20.0)})
+    assert select_script.main(["latent", "--weights", str(w), "--target", "ae", "--candidates", "ae-a",
+                               "--baseline-shift", "0.05"]) == 0
+    assert json.loads(capsys.readouterr().out)["winner"] is None
+    assert (w / "ae.safetensors").read_text() == "ae" and not (w / "ae-a.safetensors").exists()
+    assert list(json.loads((w / "manifest.json").read_text())["weights"]) == ["ae"]
+    # the shipped pair is stale once the classifier changed: the best candidate is taken anyway
+    _write_weights(tmp_path / "w2", {"ae": _ae_entry("ae", 0.10, 20.0), "ae-a": _ae_entry("ae-a", 0.09, 20.0)})
+    assert select_script.main(["latent", "--weights", str(tmp_path / "w2"), "--target", "ae", "--candidates",
+                               "ae-a", "--baseline-shift", "0.05", "--classifier-changed"]) == 0
+    assert json.loads(capsys.readouterr().out)["winner"] == "ae-a"
+
+
 def test_rows_script_compares_two_methods_film_by_film(rows_script, tmp_path, capsys):
     from xcf.errors import ConfigError
 

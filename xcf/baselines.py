@@ -10,8 +10,10 @@ is the seed's objective with the ``pixel`` latent model (``plugins/xcf_pixel``: 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -20,12 +22,33 @@ from .errors import ConfigError
 from .interfaces import Classifier, Latent, LatentModel
 from .optimize import OptimizationResult, classify, frozen, resize_to
 
-__all__ = ["latent_shift", "shift_schedule", "RISE_TOLERANCE"]
+__all__ = ["latent_shift", "shift_schedule", "RISE_TOLERANCE", "full_fp32"]
 
 #: The target logit must rise by more than this from one decode to the next for the search to
 #: count it as "no longer falling" (absorbs float32 noise at tiny shifts, where the decoded image
 #: barely changes).
 RISE_TOLERANCE = 1e-4
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """Turn TF32 off for CUDA convolutions and matrix products inside the block, then restore it.
+
+    PyTorch runs CUDA convolutions in TF32 by default (10-bit mantissa: relative errors near
+    1e-3), which puts noise of about 1e-3 on a classifier's logit. The latent-shift search compares
+    logits of images a tiny ``lambda`` apart against :data:`RISE_TOLERANCE` (1e-4), so under TF32
+    it stopped on noise after 2-3 decodes (on an H200: pneumonia validity 0.02 against 0.27 on the
+    CPU). The flags are process-wide: another thread's CUDA work inside the block also runs in
+    full fp32. No effect on the CPU.
+    """
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = cudnn
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def shift_schedule(config) -> list[float]:
@@ -87,7 +110,9 @@ def latent_shift(
       ``"nonfinite"``).
 
     A sample already below the threshold at ``lambda = 0``, or whose gradient is exactly zero, is
-    not shifted (its counterfactual is ``D(z0)``, 0 steps). Each sample has its own ``lambda``;
+    not shifted (its counterfactual is ``D(z0)``, 0 steps). On CUDA the search runs with TF32 off
+    (:func:`full_fp32`): the logit differences it compares are smaller than TF32's rounding. Each
+    sample has its own ``lambda``;
     the result of a sample does not depend on the rest of the batch (the classifier and latent
     model are frozen, in eval mode, for the call, and restored afterwards). Nothing is random.
 
@@ -115,7 +140,7 @@ def latent_shift(
     device = x.device
     B = x.shape[0]
     threshold = float(config.decision_threshold)
-    with frozen(classifier, latent_model):
+    with frozen(classifier, latent_model), full_fp32():
         if initial is None:
             with torch.no_grad():
                 z0 = latent_model.encode(x).detach()

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# A GPU session that retrains what misses its goal in weights/ and reruns the benchmark matrix of
+# each pack whose weights changed, in one device call of at most ~9.5 minutes:
+#   1. phantom classifier, 12,000 phantoms x 5 epochs (the shipped one, 3 epochs, has Nodule AUC
+#      0.969 < 0.97 and its validation AUC was still rising) -> select_weights.py classifier;
+#   2. autoencoders, three recipes per pack side by side, each against the pack's classifier as it is
+#      after step 1 (classifier-consistency / feature weights CW_*, FW_* below) ->
+#      select_weights.py latent (the smallest held-out shift among those whose PSNR is within 1 dB
+#      of the shipped model's; the shipped model stays unless one beats its shift);
+#   3. `xcf bench counterfactuals` with the weights then in weights/, every named method in three
+#      processes per pack, for each pack whose weights changed (FORCE_BENCH=1: both). Rows are
+#      written per batch, so a run cut at the deadline keeps its finished batches.
+# Results are packed into $OUT every 30 s. Usage through the device tool (see gpu_session.sh for
+# the staging of .devdata and .whl; the tool's 64 MiB limit leaves room for --limit 640):
+#   PNEUMONIA=.devdata/kermany-pneumonia-224 XCF="python3 -m xcf.cli" OUT=$OUT bash benchmarks/gpu_retrain.sh
+# PARTS picks the packs (default "phantom pneumonia"); SMALL=1 runs the same steps at toy sizes on
+# the CPU (to check the script).
+#
+# Session 7 (2026-11-26, H200) ran it with consistency weights 0.1 / 0.3 / 1.0 (feature 0.05 / 0.1 /
+# 0.3) at batch 32: the 5-epoch classifier reached Nodule AUC 0.998 in 146 s, but every autoencoder
+# lost 9-16 dB of PSNR (the classifier terms pulled the decoder towards images that please the
+# classifier: 13 dB after the first epoch) without a lower shift, so the shipped ones stayed, and
+# the new classifier was not shipped (the shipped autoencoder shifts it by 0.228). Hence the
+# recipes below: the shipped weights (0.02 / 0.01) at the shipped batch (16), and one step either
+# side. The pneumonia matrix of that session is docs/results/bench-pneumonia-h200.md.
+set -u
+OUT=${OUT:-gpu-out}
+PN=${PNEUMONIA:-../shared/data/kermany-pneumonia-224}
+DEV=${DEVICE:-cuda}
+XCF=${XCF:-xcf}
+PY=${PY:-python3}
+DEADLINE=${DEADLINE:-560}   # seconds after start by which everything has stopped
+PARTS=${PARTS:-phantom pneumonia}
+has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
+mkdir -p "$OUT/r"
+export XCF_WEIGHTS_DIR=$PWD/weights PYTHONUNBUFFERED=1 TQDM_DISABLE=1 OMP_NUM_THREADS=2
+LOG=$OUT/log.txt
+T0=$(date +%s)
+left() { local l=$(( DEADLINE - ($(date +%s) - T0) )); [ $l -lt 5 ] && l=5; echo $l; }
+N4='{"widths": [16, 32, 64, 128, 128]}'
+if [ "${SMALL:-0}" = 1 ]; then
+  PH_CLS=300; E_CLS=1; PH_AE=200; E_AE=1; PN_LIMIT=40; E_PN=1; BENCH="--n 4 --steps 5 --batch-size 4"
+  PN_BENCH="--n 4 --steps 5 --batch-size 4"; export XCF_DATA_WORKERS=2
+else
+  PH_CLS=12000; E_CLS=5; PH_AE=3000; E_AE=5; PN_LIMIT=640; E_PN=25; BENCH="--n 200 --batch-size 100"
+  PN_BENCH="--batch-size 100"
+fi
+G1=seed,latent-shift,global,pixel,preset-fast,preset-local
+G2=residual,region,blend,residual-region,blend-region,early-stop,fast-restart,fast-unbudgeted,fast-lr2
+G3=local-gradient,local-gradcam,local-input,local-fallback,local-prune,gradcam,hirescam,masked-l1,soft-mask,integrated-gradients
+
+pack_results() {
+  tar czf "$OUT/results.tgz.$BASHPID" -C "$OUT" r 2>/dev/null && mv -f "$OUT/results.tgz.$BASHPID" "$OUT/results.tgz"
+  local new=()
+  for f in weights/*.safetensors; do [ "$f" -nt "$STAMP" ] && new+=("$(basename "$f")"); done
+  tar cf "$OUT/weights.tar.$BASHPID" -C weights manifest.json "${new[@]}" 2>/dev/null \
+    && mv -f "$OUT/weights.tar.$BASHPID" "$OUT/weights.tar"
+  return 0
+}
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "== $name start +$(( $(date +%s) - T0 ))s limit ${limit}s" >> "$LOG"
+  timeout "$limit" "$@" > "$OUT/r/$name.log" 2>&1
+  echo "== $name rc=$? end +$(( $(date +%s) - T0 ))s" >> "$LOG"
+}
+ae() {  # ae PACK-NAME VARIANT ARCH-ARGS CONSISTENCY FEATURE DATA-ARGS... (limit $AE_LIMIT s)
+  local name=$1 v=$2 arch=$3 cw=$4 fw=$5; shift 5
+  step "train-$name-$v" "$AE_LIMIT" $XCF train autoencoder --arch segnet-ae --arch-args "$arch" "$@" --out weights \
+    --name "$name-$v" --epochs "$EPOCHS" --seed 0 --device "$DEV" \
+    --consistency-weight "$cw" --feature-weight "$fw"
+}
+STAMP=$(mktemp); sleep 1
+( while sleep 30; do pack_results; done ) &
+PACKER=$!
+echo "== session $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
+
+# -- pneumonia: three autoencoder recipes, then its matrix ------------------------------------------
+has pneumonia && (
+  EPOCHS=$E_PN AE_LIMIT=200
+  PNA=(--data "$PN" --labels pneumonia --limit "$PN_LIMIT" --classifier pneumonia-small-cnn)
+  ae pneumonia-segnet-ae cw01 "$N4" 0.01 0.005 "${PNA[@]}" &
+  ae pneumonia-segnet-ae cw02 "$N4" 0.02 0.01 "${PNA[@]}" &
+  ae pneumonia-segnet-ae cw04 "$N4" 0.04 0.02 "${PNA[@]}" &
+  wait
+  step select-pneumonia-ae 60 $PY benchmarks/select_weights.py latent --target pneumonia-segnet-ae \
+    --candidates pneumonia-segnet-ae-cw01,pneumonia-segnet-ae-cw02,pneumonia-segnet-ae-cw04 --baseline-shift 0.0755
+  grep -q '"winner": null' "$OUT/r/select-pneumonia-ae.log" && [ "${FORCE_BENCH:-0}" != 1 ] && exit 0
+  for g in 1 2 3; do
+    eval "m=\$G$g"
+    step "bench-pneumonia-$g" "$(left)" $XCF bench counterfactuals --data "$PN" --split test --target pneumonia \
+      --pack pneumonia $PN_BENCH --device "$DEV" --threads 2 --methods "$m" --out "$OUT/r/bench-pneumonia-$g" &
+  done
+  wait
+) &
+
+# -- phantom: classifier, then three autoencoder recipes against it, then its matrix ---------------
+has phantom && (
+  step train-phantom-cls 150 $XCF train classifier --data "phantom:$PH_CLS" --out weights --name phantom-small-cnn-e5 \
+    --epochs "$E_CLS" --seed 0 --device "$DEV"
+  step select-phantom-cls 60 $PY benchmarks/select_weights.py classifier --target phantom-small-cnn \
+    --candidates phantom-small-cnn-e5
+  changed=()
+  grep -q '"winner": "phantom-small-cnn-e5"' "$OUT/r/select-phantom-cls.log" && changed=(--classifier-changed)
+  EPOCHS=$E_AE AE_LIMIT=210
+  PHA=(--data "phantom:$PH_AE" --classifier phantom-small-cnn)
+  ae phantom-segnet-ae cw01 "$N4" 0.01 0.005 "${PHA[@]}" &
+  ae phantom-segnet-ae cw02 "$N4" 0.02 0.01 "${PHA[@]}" &
+  ae phantom-segnet-ae cw04 "$N4" 0.04 0.02 "${PHA[@]}" &
+  wait
+  step select-phantom-ae 60 $PY benchmarks/select_weights.py latent --target phantom-segnet-ae \
+    --candidates phantom-segnet-ae-cw01,phantom-segnet-ae-cw02,phantom-segnet-ae-cw04 --baseline-shift 0.112 \
+    "${changed[@]}"
+  [ ${#changed[@]} = 0 ] && grep -q '"winner": null' "$OUT/r/select-phantom-ae.log" && [ "${FORCE_BENCH:-0}" != 1 ] && exit 0
+  for g in 1 2 3; do
+    eval "m=\$G$g"
+    step "bench-phantom-$g" "$(left)" $XCF bench counterfactuals $BENCH --device "$DEV" --threads 2 --methods "$m" \
+      --out "$OUT/r/bench-phantom-$g" &
+  done
+  wait
+) &
+wait
+echo "== done +$(( $(date +%s) - T0 ))s" >> "$LOG"
+kill $PACKER
+pack_results
+cat "$LOG"
