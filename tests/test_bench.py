@@ -308,6 +308,15 @@ def test_perf_variants_split_validate_and_survive_a_failure(tiny_pack, tmp_path,
 
     assert split_variants("seed-loop, fast+region_thresholds=[0.5,0.2]+level_steps=2,early-stop") == [
         "seed-loop", "fast+region_thresholds=[0.5,0.2]+level_steps=2", "early-stop"]
+    from types import SimpleNamespace
+
+    from xcf.benchmarks_perf import variant_config
+
+    opts = SimpleNamespace(steps=200, batch_size=1, device="cpu")
+    cfg = variant_config("local+saliency=gradcam+++lr=0.1+region_fallback=null", opts)  # '+' inside a value
+    assert (cfg.saliency, cfg.lr, cfg.region_fallback) == ("gradcam++", 0.1, None)
+    with pytest.raises(ConfigError):
+        variant_config("fast+lr", opts)
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
     common = ["--pack", "phantom", "--data", "phantom", "--n", "2", "--steps", "3", "--threads", "1",
               "--batch-size", "2", "--in-process"]

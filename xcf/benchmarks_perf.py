@@ -174,11 +174,14 @@ def _run_variant(args, variant: str, queue) -> None:
 def variant_config(variant: str, args):
     """``xcf-default`` (preset seed, ``--steps``), ``xcf-fast`` (preset fast) or any preset, with
     optional overrides after ``+``: ``fast+lr=0.3+lr_schedule=cosine`` (values read as JSON where
-    they parse, else as strings)."""
+    they parse, else as strings). A ``+`` starts an override only where ``KEY=`` follows it, so
+    values may hold ``+``: ``local+saliency=gradcam+++lr=0.1``."""
+    import re
+
     import xcf
     from xcf.errors import ConfigError
 
-    name, *pairs = variant.split("+")
+    name, *pairs = re.split(r"\+(?=[A-Za-z_]\w*=)", variant)
     preset = {"xcf-default": "seed", "xcf-fast": "fast"}.get(name, name)
     over: dict[str, Any] = {}
     for pair in pairs:

@@ -702,6 +702,10 @@ def realism(latent_model: Any, x_cf: Tensor, x_input: Tensor) -> Tensor:
     counterfactual is further from what the model considers a plausible image (less realistic).
     ``inf`` if the input is reconstructed exactly and the counterfactual is not, ``NaN`` if both are.
 
+    It measures plausibility *to this latent model*, which reproduces its own artifacts easily: a
+    counterfactual that pastes the decoder's image into a region (``blend="input"``) scores near 1
+    even where that image is visibly grainy. Look at the images before reading it as "natural".
+
     Runs under ``torch.no_grad()`` with the model (if an ``nn.Module``) temporarily in eval mode,
     so that batch-norm uses its running statistics and samples stay independent; each
     submodule's mode is restored afterwards. Images are resized to the model's ``input_size`` (if it
