@@ -111,10 +111,10 @@ def latent_shift(
 
     A sample already below the threshold at ``lambda = 0``, or whose gradient is exactly zero, is
     not shifted (its counterfactual is ``D(z0)``, 0 steps). On CUDA the search runs with TF32 off
-    (:func:`full_fp32`): the logit differences it compares are smaller than TF32's rounding. Each
-    sample has its own ``lambda``;
-    the result of a sample does not depend on the rest of the batch (the classifier and latent
-    model are frozen, in eval mode, for the call, and restored afterwards). Nothing is random.
+    (:func:`full_fp32`): the logit differences it compares are smaller than TF32's rounding.
+    Each sample has its own ``lambda``; the result of a sample does not depend on the rest of the
+    batch (the classifier and latent model are frozen, in eval mode, for the call, and restored
+    afterwards). Nothing is random.
 
     Differences from the authors' code (their captum pull request): there the step size grows
     from a fixed start and the search stops when the probability fell to a fraction of its start
