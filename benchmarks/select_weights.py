@@ -15,7 +15,8 @@ per role, by a rule fixed before the run:
 The winner's file is renamed to the target's, its manifest entry takes the target's name (the
 recorded command's ``--name`` with it: the name does not enter training, so the command reproduces
 the same weights), and the entry records every candidate's metrics under ``selection``. Losers'
-files and entries are deleted. The manifest is edited under the lock ``xcf train`` uses.
+files and entries are deleted. The manifest is edited with ``xcf.train.edit_manifest`` (the lock
+and atomic write ``xcf train`` uses).
 
     python benchmarks/select_weights.py latent --weights weights --target phantom-segnet-ae \\
         --candidates phantom-segnet-ae-cw01,phantom-segnet-ae-cw03 --baseline-shift 0.112
@@ -28,11 +29,6 @@ import json
 import os
 import sys
 from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 
 
 def _min_auc(entry: dict) -> float:
@@ -88,14 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-shift", type=float, help="shipped pair's shift against the current classifier")
     p.add_argument("--max-psnr-loss", type=float, default=1.0)
     p.add_argument("--classifier-changed", action="store_true")
+    from xcf.train import edit_manifest
+
     args = p.parse_args(argv)
     wdir = Path(args.weights)
+    if not (wdir / "manifest.json").is_file():
+        p.error(f"{wdir / 'manifest.json'} does not exist; --weights must be a folder `xcf train` wrote")
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]
-    with open(wdir / ".manifest.lock", "w") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        path = wdir / "manifest.json"
-        data = json.loads(path.read_text(encoding="utf-8"))
+    with edit_manifest(wdir) as data:
         weights = data["weights"]
         target = weights.get(args.target)
         cands = {n: weights[n] for n in names if n in weights and (wdir / weights[n]["file"]).is_file()}
@@ -117,12 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             if n != win:
                 (wdir / e["file"]).unlink(missing_ok=True)
             weights.pop(n, None)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
     print(json.dumps({"role": args.role, "target": args.target, "winner": win, "why": why,
-                      "candidates": {n: _summary(e, args.role) for n, e in cands.items()},
-                      "unfinished": missing}))
+                      "candidates": record["candidates"], "unfinished": missing}))
     return 0
 
 

@@ -34,7 +34,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -535,39 +535,42 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
 
 # -- manifest ----------------------------------------------------------------------------------
 
-def update_manifest(out_dir: Path, name: str, entry: dict[str, Any], *, pack: str | None = None,
-                    role: str | None = None, pack_description: str | None = None) -> Path:
-    """Add or replace weights entry ``name`` (and a pack role) in ``out_dir/manifest.json``, atomically."""
+@contextlib.contextmanager
+def edit_manifest(out_dir: Path) -> Iterator[dict[str, Any]]:
+    """Read ``out_dir/manifest.json`` (or a new empty one) under the lock concurrent trainings
+    share, yield it for editing, and write it back atomically when the block ends without error."""
     path = out_dir / "manifest.json"
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".manifest.lock", "w") as lock:  # two trainings may finish together
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return _update_manifest_locked(path, name, entry, pack, role, pack_description)
+            if path.is_file():
+                data = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                data = {"format": 1, "weights": {}, "packs": {}}
+            yield data
+            with atomic_file(path, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2, sort_keys=False)
+                fh.write("\n")
         finally:
             if fcntl is not None:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _update_manifest_locked(path: Path, name: str, entry: dict[str, Any], pack: str | None,
-                            role: str | None, pack_description: str | None) -> Path:
-    if path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        data = {"format": 1, "weights": {}, "packs": {}}
-    data["weights"][name] = entry
-    if pack:
-        p = data["packs"].setdefault(pack, {})
-        p[role or "classifier"] = name
-        if role in (None, "classifier"):
-            p["labels"] = entry.get("labels", p.get("labels"))
-        if pack_description:
-            p["description"] = pack_description
-    with atomic_file(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False)
-        fh.write("\n")
-    return path
+def update_manifest(out_dir: Path, name: str, entry: dict[str, Any], *, pack: str | None = None,
+                    role: str | None = None, pack_description: str | None = None) -> Path:
+    """Add or replace weights entry ``name`` (and a pack role) in ``out_dir/manifest.json``, atomically."""
+    with edit_manifest(out_dir) as data:
+        data["weights"][name] = entry
+        if pack:
+            p = data["packs"].setdefault(pack, {})
+            p[role or "classifier"] = name
+            if role in (None, "classifier"):
+                p["labels"] = entry.get("labels", p.get("labels"))
+            if pack_description:
+                p["description"] = pack_description
+    return out_dir / "manifest.json"
 
 
 def _save_weights(model, out_dir: Path, name: str) -> tuple[str, str]:
