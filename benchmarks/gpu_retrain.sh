@@ -31,7 +31,6 @@ XCF=${XCF:-xcf}
 PY=${PY:-python3}
 DEADLINE=${DEADLINE:-560}   # seconds after start by which everything has stopped
 PARTS=${PARTS:-phantom pneumonia}
-has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$OUT/r"
 export XCF_WEIGHTS_DIR=$PWD/weights PYTHONUNBUFFERED=1 TQDM_DISABLE=1 OMP_NUM_THREADS=2
 LOG=$OUT/log.txt
@@ -49,30 +48,14 @@ G1=seed,latent-shift,global,pixel,preset-fast,preset-local
 G2=residual,region,blend,residual-region,blend-region,early-stop,fast-restart,fast-unbudgeted,fast-lr2
 G3=local-gradient,local-gradcam,local-input,local-fallback,local-prune,gradcam,hirescam,masked-l1,soft-mask,integrated-gradients
 
-pack_results() {
-  tar czf "$OUT/results.tgz.$BASHPID" -C "$OUT" r 2>/dev/null && mv -f "$OUT/results.tgz.$BASHPID" "$OUT/results.tgz"
-  local new=()
-  for f in weights/*.safetensors; do [ "$f" -nt "$STAMP" ] && new+=("$(basename "$f")"); done
-  tar cf "$OUT/weights.tar.$BASHPID" -C weights manifest.json "${new[@]}" 2>/dev/null \
-    && mv -f "$OUT/weights.tar.$BASHPID" "$OUT/weights.tar"
-  return 0
-}
-step() {  # step NAME SECONDS COMMAND...
-  local name=$1 limit=$2; shift 2
-  echo "== $name start +$(( $(date +%s) - T0 ))s limit ${limit}s" >> "$LOG"
-  timeout "$limit" "$@" > "$OUT/r/$name.log" 2>&1
-  echo "== $name rc=$? end +$(( $(date +%s) - T0 ))s" >> "$LOG"
-}
+. "$(dirname "$0")/gpu_lib.sh"
 ae() {  # ae PACK-NAME VARIANT ARCH-ARGS CONSISTENCY FEATURE DATA-ARGS... (limit $AE_LIMIT s)
   local name=$1 v=$2 arch=$3 cw=$4 fw=$5; shift 5
   step "train-$name-$v" "$AE_LIMIT" $XCF train autoencoder --arch segnet-ae --arch-args "$arch" "$@" --out weights \
     --name "$name-$v" --epochs "$EPOCHS" --seed 0 --device "$DEV" \
     --consistency-weight "$cw" --feature-weight "$fw"
 }
-STAMP=$(mktemp); sleep 1
-( while sleep 30; do pack_results; done ) &
-PACKER=$!
-echo "== session $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
+start_packer
 
 # -- pneumonia: three autoencoder recipes, then its matrix ------------------------------------------
 has pneumonia && (
@@ -119,7 +102,4 @@ has phantom && (
   wait
 ) &
 wait
-echo "== done +$(( $(date +%s) - T0 ))s" >> "$LOG"
-kill $PACKER
-pack_results
-cat "$LOG"
+finish

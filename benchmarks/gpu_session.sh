@@ -6,8 +6,9 @@
 #      the same commands as `make weights` plus --device cuda,
 #   3. the benchmark matrix on 200 phantoms and on the pneumonia test split, and a sweep of
 #      early-stopping settings on the pneumonia pack (candidates for preset "fast").
-# Each step has a time limit; results are packed into $OUT after every step, so a cut-off run still
-# returns what it finished. Usage, from the repo root:
+# Each step has a time limit; results are packed into $OUT every 30 s (benchmarks/gpu_lib.sh:
+# results.tgz, weights.tar with the manifest and the weights the run wrote, log.txt), so a cut-off
+# run still returns what it finished. Usage, from the repo root:
 #   OUT=gpu-out PNEUMONIA=../shared/data/kermany-pneumonia-224 bash benchmarks/gpu_session.sh
 # Through the device tool (../shared does not travel): stage the files it reads with
 # `python benchmarks/device_data.py --limit 1000`, carry .devdata and the wheels (.whl: captum,
@@ -39,34 +40,10 @@ else
   BENCH_N="--n 200"; PN_N=""; PERF="--n 2 --gpu-steps 100"; SWEEP_N=64; SWEEP_STEPS=200
 fi
 
-STAMP=$(mktemp)
-pack_results() {
-  tar czf "$OUT/results.tgz.$BASHPID" -C "$OUT" r 2>/dev/null && mv -f "$OUT/results.tgz.$BASHPID" "$OUT/results.tgz"
-  cp weights/manifest.json "$OUT/manifest.json" 2>/dev/null
-  for f in phantom-small-cnn phantom-mobilenet-oracle phantom-segnet-ae pneumonia-segnet-ae; do
-    [ -f "weights/$f.safetensors" ] && [ "weights/$f.safetensors" -nt "$STAMP" ] && cp "weights/$f.safetensors" "$OUT/"
-  done
-  local extra=()  # at most 8 files come back: the rest travel in one tar (under 16 MiB)
-  for f in pneumonia-mobilenet-oracle; do
-    [ -f "weights/$f.safetensors" ] && [ "weights/$f.safetensors" -nt "$STAMP" ] && extra+=("$f.safetensors")
-  done
-  [ ${#extra[@]} -gt 0 ] && tar cf "$OUT/extra.tar.$BASHPID" -C weights "${extra[@]}" && mv -f "$OUT/extra.tar.$BASHPID" "$OUT/extra.tar"
-  return 0
-}
-step() {  # step NAME SECONDS COMMAND...
-  local name=$1 limit=$2; shift 2
-  echo "== $name start $(date +%T)" >> "$LOG"
-  timeout "$limit" "$@" > "$OUT/r/$name.log" 2>&1
-  echo "== $name rc=$? end $(date +%T)" >> "$LOG"
-  pack_results
-}
-
 PARTS=${PARTS:-perf train bench}
-has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
-( while sleep 30; do pack_results; done ) &  # a cut-off run still returns what it has
-PACKER=$!
-echo "== session $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
-sleep 1  # weights written from now on are newer than $STAMP
+T0=$(date +%s)
+. "$(dirname "$0")/gpu_lib.sh"
+start_packer
 
 # 1. speed on the seed's sizes, alone on the GPU
 has perf && step perf-seed-sizes 150 $PY benchmarks/perf.py --seed-sizes $PERF --device "$DEV" --batch-size 4 \
@@ -95,7 +72,7 @@ wait
 fi
 
 # 3. benchmarks on the packs in weights/
-has bench || { kill $PACKER; pack_results; exit 0; }
+has bench || { finish; exit 0; }
 step bench-phantom 300 $XCF bench counterfactuals $BENCH_N --device "$DEV" --batch-size 100 \
   --out "$OUT/r/bench-phantom" &
 step bench-pneumonia 300 $XCF bench counterfactuals --data "$PN" --split test --target pneumonia --pack pneumonia \
@@ -105,6 +82,4 @@ step sweep-fast 300 $PY benchmarks/perf.py --pack pneumonia --data "$PN" --n $SW
   --variants "xcf-default,early-stop,early-stop+lr=1.0,fast,fast+lr=0.3,fast+lr=1.0+lr_schedule=cosine,fast+classification_loss=logit,local,local+lr=0.3,fast+region_thresholds=null+mask_threshold=0.2" \
   --out "$OUT/r/sweep-fast.md" &
 wait
-echo "== done $(date +%T)" >> "$LOG"
-kill $PACKER
-pack_results
+finish

@@ -1,0 +1,48 @@
+# Shared by benchmarks/gpu_session.sh and benchmarks/gpu_retrain.sh (sourced, not run): the step
+# runner, the part filter and the packing of results into $OUT, where the device tool fetches them.
+# The sourcing script sets OUT, LOG, PARTS and T0 first.
+# Everything a run makes goes into $OUT as at most three files (the device tool returns at most 8):
+#   results.tgz  every step's log and output folder ($OUT/r);
+#   weights.tar  weights/manifest.json and every weights/*.safetensors written during the run;
+#   log.txt      one line per step start and end, with its exit status.
+# A background packer repeats the packing every 30 s, so a run cut off by the tool's time limit
+# still returns what it had.
+
+has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }  # has PART: is PART in $PARTS
+
+STAMP=$(mktemp)  # weights newer than this were written by the run
+
+pack_results() {
+  tar czf "$OUT/results.tgz.$BASHPID" -C "$OUT" r 2>/dev/null && mv -f "$OUT/results.tgz.$BASHPID" "$OUT/results.tgz"
+  local new=() f
+  for f in weights/*.safetensors; do [ "$f" -nt "$STAMP" ] && new+=("$(basename "$f")"); done
+  tar cf "$OUT/weights.tar.$BASHPID" -C weights manifest.json "${new[@]}" 2>/dev/null \
+    && mv -f "$OUT/weights.tar.$BASHPID" "$OUT/weights.tar"
+  return 0
+}
+
+step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, its output in $OUT/r/NAME.log
+  local name=$1 limit=$2 rc; shift 2
+  echo "== $name start +$(( $(date +%s) - T0 ))s limit ${limit}s" >> "$LOG"
+  timeout "$limit" "$@" > "$OUT/r/$name.log" 2>&1
+  rc=$?
+  echo "== $name rc=$rc end +$(( $(date +%s) - T0 ))s" >> "$LOG"
+  return $rc
+}
+
+start_packer() {  # pack every 30 s from now on; log the GPU's name
+  mkdir -p "$OUT/r"
+  echo "== session $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
+  ( while sleep 30; do pack_results; done ) &
+  PACKER=$!
+  disown "$PACKER"  # a bare `wait` waits for the steps only (until session 8 it also waited for the
+                    # never-ending packer: a run that finished early held on until its time limit)
+  sleep 1  # weights written from now on are newer than $STAMP
+}
+
+finish() {  # stop the packer, pack once more, print the log
+  echo "== done +$(( $(date +%s) - T0 ))s" >> "$LOG"
+  kill "$PACKER" 2>/dev/null
+  pack_results
+  cat "$LOG"
+}
