@@ -4,7 +4,8 @@
         rows of METHOD from SRC/rows.csv, or from SRC itself where it is a .csv file (relabelled
         NEWNAME), into OUT/rows.csv and OUT/run.json (the first folder source's settings); then
         `xcf bench counterfactuals --summary-only --out OUT` writes the tables and plots.
-        A (method, case) pair may come from one source only.
+        A (method, case) pair may come from one source only. --common keeps only the cases every
+        merged method has (e.g. the seed's first 100 of 200 beside variants run on 100).
     python benchmarks/rows.py levels ROWS.csv
         per method: n, valid, the final region level's counts, and the films that needed the
         region fallback (the `region_fallback` column, or for rows written before it existed,
@@ -44,7 +45,7 @@ def _by_method(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
     return by
 
 
-def merge(out: Path, specs: list[str]) -> int:
+def merge(out: Path, specs: list[str], common: bool = False) -> int:
     from xcf.benchmarks_counterfactuals import METHODS
     from xcf.errors import ConfigError
 
@@ -67,6 +68,12 @@ def merge(out: Path, specs: list[str]) -> int:
         if not run and not is_csv:
             run = json.loads((Path(src) / "run.json").read_text(encoding="utf-8"))
         print(f"{spec}: {len(got)} rows", file=sys.stderr)
+    if common:  # only the cases every method has: means over the same films
+        per = [{r["case"] for r in rs} for rs in _by_method(rows).values()]
+        keep = set.intersection(*per)
+        print(f"--common: {len(keep)} cases in every method, {len(rows) - sum(r['case'] in keep for r in rows)} "
+              "rows of other cases left out", file=sys.stderr)
+        rows = [r for r in rows if r["case"] in keep]
     pairs = collections.Counter((r["method"], r["case"]) for r in rows)
     twice = [p for p, k in pairs.items() if k > 1]
     if twice:
@@ -78,7 +85,8 @@ def merge(out: Path, specs: list[str]) -> int:
         w.writerows(rows)
     names = dict.fromkeys(r["method"] for r in rows)
     run["methods"] = {m: METHODS[m].components() if m in METHODS else "" for m in names}
-    run["command"] = "python benchmarks/rows.py merge " + " ".join([str(out), *specs])
+    run["command"] = "python benchmarks/rows.py merge " + " ".join(
+        [str(out), *specs, *(["--common"] if common else [])])
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     return 0
 
@@ -173,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("merge")
     m.add_argument("out", type=Path)
     m.add_argument("specs", nargs="+")
-    m.set_defaults(run=lambda a: merge(a.out, a.specs))
+    m.add_argument("--common", action="store_true",
+                   help="keep only the cases that every merged method has")
+    m.set_defaults(run=lambda a: merge(a.out, a.specs, a.common))
     lv = sub.add_parser("levels")
     lv.add_argument("rows", type=Path)
     lv.set_defaults(run=lambda a: levels(a.rows))
