@@ -158,6 +158,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                               "preset until session 4 of 2026-11-26)",
            config={**PRESETS["fast"], "level_steps": None, "level_warm_start": False}),
     Method("fast-lr2", "preset 'fast' at lr 2.0", config={**PRESETS["fast"], "lr": 2.0}),
+    Method("fast-lr3", "preset 'fast' at lr 3.0", config={**PRESETS["fast"], "lr": 3.0}),
     Method("early-stop", "ExplainConfig.preset('early-stop'): the seed's method stopped at p < 0.5 "
                          "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",
