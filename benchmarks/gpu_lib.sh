@@ -33,7 +33,7 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, its ou
 start_packer() {  # pack every 30 s from now on; log the GPU's name
   mkdir -p "$OUT/r"
   echo "== session $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
-  ( while sleep 30; do pack_results; done ) &
+  ( exec >/dev/null 2>&1; while sleep 30; do pack_results; done ) &  # holds no output pipe open
   PACKER=$!
   disown "$PACKER"  # a bare `wait` waits for the steps only (until session 8 it also waited for the
                     # never-ending packer: a run that finished early held on until its time limit)
