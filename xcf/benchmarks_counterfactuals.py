@@ -120,6 +120,7 @@ class Method:
 
 
 _REGION = (0.5, 0.35, 0.2, 0.1)
+_FAST_FP32 = {**PRESETS["fast"], "autocast_bf16": False}  # the historical fast-* rows ran in float32
 # preset 'local' as it was before the fallback and mse-stable (the earlier variants build on it)
 _LOCAL_GRADIENT = {**PRESETS["local"], "region_fallback": None, "classification_loss": "mse"}
 
@@ -151,14 +152,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                                                             "region_thresholds": _REGION}),
     Method("preset-fast", "ExplainConfig.preset('fast'), exactly (early stopping included)",
            config=PRESETS["fast"]),
-    Method("fast-restart", "preset 'fast' with every region level restarting from the start (the "
+    Method("fast-fp32", "preset 'fast' in float32 everywhere (the preset until session 8 of "
+                        "2026-11-27)", config=_FAST_FP32),
+    Method("fast-restart", "'fast-fp32' with every region level restarting from the start (the "
                            "preset until session 5 of 2026-11-26)",
-           config={**PRESETS["fast"], "level_warm_start": False}),
+           config={**_FAST_FP32, "level_warm_start": False}),
     Method("fast-unbudgeted", "'fast-restart' with every region level given the full steps (the "
                               "preset until session 4 of 2026-11-26)",
-           config={**PRESETS["fast"], "level_steps": None, "level_warm_start": False}),
-    Method("fast-lr2", "preset 'fast' at lr 2.0", config={**PRESETS["fast"], "lr": 2.0}),
-    Method("fast-lr3", "preset 'fast' at lr 3.0", config={**PRESETS["fast"], "lr": 3.0}),
+           config={**_FAST_FP32, "level_steps": None, "level_warm_start": False}),
+    Method("fast-lr2", "'fast-fp32' at lr 2.0", config={**_FAST_FP32, "lr": 2.0}),
+    Method("fast-lr3", "'fast-fp32' at lr 3.0", config={**_FAST_FP32, "lr": 3.0}),
     Method("early-stop", "ExplainConfig.preset('early-stop'): the seed's method stopped at p < 0.5 "
                          "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",

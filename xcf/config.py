@@ -35,7 +35,13 @@ class ExplainConfig(BaseModel):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
         batch_size: Images optimized together in :meth:`xcf.Explainer.explain`.
         lr_schedule: ``"constant"`` (seed) or ``"cosine"`` (decay to 10% of ``lr`` over ``steps``).
-        autocast_bf16: Run the classifier and decoder under bf16 autocast (CUDA only).
+        autocast_bf16: Run the search loop's classifier and decoder under bf16 autocast (CUDA and
+            CPU; on a CPU with bf16 instructions, AVX512-BF16 or AMX, a step costs about half,
+            elsewhere it can cost more). ``"auto"``: only where bf16 is expected to pay
+            (:func:`xcf.optimize.bf16_is_fast`: a CUDA device with bf16 support, or such a CPU).
+            A sample stops only when its float32 probability is below ``stop_probability`` too
+            (checked when the bf16 one is); the probabilities reported, and the decision to grow
+            the region, are float32 on the returned image.
         channels_last: Run the search loop on copies of the classifier and latent model in
             channels-last memory format (CPU and CUDA; the originals are not changed).
         fold_batchnorm: Run the search loop on copies of the classifier and latent model with every
@@ -117,7 +123,7 @@ class ExplainConfig(BaseModel):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     classification_loss: Literal["mse", "mse-stable", "logit"] = "mse"
     logit_margin: float = Field(1.0, ge=0)
-    autocast_bf16: bool = False
+    autocast_bf16: bool | Literal["auto"] = False
     channels_last: bool = False
     fold_batchnorm: bool = False
     compile: bool = False
@@ -194,16 +200,19 @@ class ExplainConfig(BaseModel):
         steps for every region level but the last (``level_steps=20``), each larger region
         continuing from where the smaller one ended (``level_warm_start=True``), the loop on
         copies of the models with BatchNorm folded and in channels-last format
-        (``fold_batchnorm=True``, ``channels_last=True``: the same function, cheaper steps): the
-        fastest setting measured that is as valid and at least as local as the seed's method in
-        the seed's own mask on both shipped packs (README "Results", Speed).
+        (``fold_batchnorm=True``, ``channels_last=True``: the same function, cheaper steps), the
+        loop in bf16 where that pays (``autocast_bf16="auto"``: a CUDA device with bf16, or a CPU
+        with AVX512-BF16/AMX; validity is still judged in float32): the fastest setting measured
+        that is as valid and at least as local as the seed's method in the seed's own mask on both
+        shipped packs (README "Results", Speed).
         History: until 2026-11-26 ``"fast"`` was ``"early-stop"``; ``"local"`` blended into the
         input (session 1), then used the Grad-CAM++ region at ``lr=0.1`` (session 2): the
         benchmarks on phantoms with ground truth showed the gradient region puts about twice as
         much of the change on the finding (README "Results"); the stable loss and the fallback
         were added in session 4 (bench method ``local-gradient`` is the preset without them), and
         ``"fast"`` got its level budget then (``fast-unbudgeted`` is the one before) and its warm
-        start in session 5 (``fast-restart`` is the one before), folded copies in session 6.
+        start in session 5 (``fast-restart`` is the one before), folded copies in session 6,
+        bf16 in session 8 (``fast-fp32`` is the one before).
         """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
@@ -231,7 +240,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "seed": {},
     "fast": {"blend": "residual", "feather": 2.0, "region_thresholds": (0.5, 0.35, 0.2, 0.1),
              "stop_probability": 0.5, "lr": 1.0, "level_steps": 20, "level_warm_start": True,
-             "fold_batchnorm": True, "channels_last": True},
+             "fold_batchnorm": True, "channels_last": True, "autocast_bf16": "auto"},
     "early-stop": {"stop_probability": 0.5},
     "local": {"blend": "residual", "feather": 2.0, "region_thresholds": (0.5, 0.35, 0.2, 0.1),
               "stop_probability": 0.5, "saliency": "saliency", "lr": 1.0,

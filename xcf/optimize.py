@@ -25,6 +25,7 @@ when the call raises.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Iterator
@@ -35,7 +36,8 @@ from torch import Tensor, nn
 
 from .interfaces import Classifier, Latent, LatentModel, LocalityLoss
 
-__all__ = ["frozen", "OptimizationResult", "optimize_latent", "stable_sigmoid", "target_vector", "STATUS"]
+__all__ = ["frozen", "OptimizationResult", "optimize_latent", "stable_sigmoid", "target_vector", "STATUS",
+           "bf16_is_fast"]
 
 #: Per-sample end states.
 STATUS = {
@@ -168,6 +170,26 @@ def stable_sigmoid(logits: Tensor) -> Tensor:
     return _StableSigmoid.apply(logits)
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_has_bf16() -> bool:
+    try:  # Linux; elsewhere "auto" leaves the CPU in float32
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            flags = set(fh.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether ``autocast_bf16="auto"`` uses bf16 on ``device``: a CUDA device that supports bf16,
+    or a CPU with bf16 instructions (AVX512-BF16 or AMX-BF16, from ``/proc/cpuinfo``; on this
+    project's 2-core AMD EPYC a search step of the pneumonia pack costs 0.4-0.6x float32's).
+    Other devices and CPUs run float32, where bf16 would be emulated."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and _cpu_has_bf16()
+
+
 def _lr_at(config, step: int) -> float:
     if config.lr_schedule == "cosine" and config.steps > 0:
         return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * step / config.steps)))
@@ -217,8 +239,10 @@ def optimize_latent(
     device = x.device
     B = x.shape[0]
     with frozen(classifier, latent_model):
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                    if config.autocast_bf16 and device.type == "cuda" else contextlib.nullcontext())
+        use_bf16 = (bf16_is_fast(device) if config.autocast_bf16 == "auto"
+                    else config.autocast_bf16 is True and device.type in ("cuda", "cpu"))
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                    if use_bf16 else contextlib.nullcontext())
         bmask, bbase = blend if blend is not None else (None, None)
         decode, clf_call = latent_model.decode, classifier
         if config.compile:  # dynamic shapes: the batch shrinks as samples stop
@@ -273,8 +297,9 @@ def optimize_latent(
         zshape = (-1,) + (1,) * (z.dim() - 1)
         ishape = (-1,) + (1,) * (x0.dim() - 1)
 
-        # No host-device sync inside a step: finished samples are frozen on the device (their update
-        # is zeroed) and leave the batch at the next check, every `stop_check_every` steps.
+        # No host-device sync inside a step (with bf16: one, to confirm a stop in float32): finished
+        # samples are frozen on the device (their update is zeroed) and leave the batch at the next
+        # check, every `stop_check_every` steps.
         for step in range(steps_max):
             za = z[active].requires_grad_(True)
             with autocast:
@@ -298,7 +323,13 @@ def optimize_latent(
             newly_bad = ~finite & ~was_done
             if stop_p is not None:
                 p_t = pa.detach()[torch.arange(active.numel(), device=device), targets[active]]
-                below_a = torch.where((p_t < stop_p) & finite, below[active] + 1, 0)
+                cand = (p_t < stop_p) & finite
+                if use_bf16 and bool(cand.any()):  # confirm in float32, on the image itself: bf16
+                    ci = torch.nonzero(cand).flatten()  # rounding put films at p 0.5001-0.5055
+                    with torch.no_grad():               # "below" 0.5 (session 8, pneumonia)
+                        p32 = classify(classifier, xd.detach()[ci].float())
+                    cand[ci] = p32[torch.arange(ci.numel(), device=device), targets[active][ci]] < stop_p
+                below_a = torch.where(cand, below[active] + 1, 0)
                 below[active] = below_a
                 newly_stopped = (below_a >= config.stop_patience) & finite & ~was_done
                 # keep the image and probabilities of the step the sample stopped at
@@ -356,6 +387,9 @@ def optimize_latent(
             p_cf[nonfinite_cf] = p0[nonfinite_cf]
             for b in torch.nonzero(nonfinite_cf).flatten().tolist():
                 status[b] = "nonfinite"
+        if use_bf16:  # the loop stopped on bf16 probabilities: report the float32 ones of the images
+            with torch.no_grad():
+                p_cf = classify(classifier, cf.clamp(0, 1))
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
