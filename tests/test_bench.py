@@ -382,6 +382,49 @@ def test_rows_script_merges_rows_csv_files_and_keeps_their_columns(rows_script, 
     assert __import__("json").loads((out / "run.json").read_text())["settings"] == {"device": "cuda"}
 
 
+def test_rows_script_merge_common_keeps_only_the_cases_every_method_has(rows_script, tmp_path):
+    from xcf.errors import ConfigError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "rows.csv").write_text("method,case,validity\n" + "".join(f"a,c{i},1\n" for i in range(4)))
+    (tmp_path / "a" / "run.json").write_text('{"settings": {}}')
+    (tmp_path / "b.csv").write_text("method,case,validity\nb,c0,1\nb,c1,0\n")
+    out = tmp_path / "m"
+    assert rows_script.main(["merge", str(out), f"{tmp_path / 'a'}:a", f"{tmp_path / 'b.csv'}:b", "--common"]) == 0
+    assert sorted((r["method"], r["case"]) for r in _rows(out / "rows.csv")) == [
+        ("a", "c0"), ("a", "c1"), ("b", "c0"), ("b", "c1")]
+    assert __import__("json").loads((out / "run.json").read_text())["command"].endswith("--common")
+    with pytest.raises(ConfigError, match="SRC:METHOD"):
+        rows_script.main(["merge", str(tmp_path / "m2"), "no-colon"])
+    assert not (tmp_path / "m2").exists()
+
+
+def test_rows_script_compare_counts_differences_on_shared_cases(rows_script, tmp_path, capsys):
+    # c0: the same under a and b; c1: valid under a only, 11 vs 99 steps, level 0.5 -> 0.2; c2: a only
+    (tmp_path / "r.csv").write_text("method,case,validity,steps,region_threshold\n"
+                                    "a,c0,1,10,0.5\na,c1,1,11,0.5\na,c2,1,12,0.5\n"
+                                    "b,c0,1,10,0.5\nb,c1,0,99,0.2\n")
+    assert rows_script.main(["compare", str(tmp_path / "r.csv"), "a", "b"]) == 0
+    text = capsys.readouterr().out
+    assert "2 cases in common; validity differs on 1 (c1)" in text
+    assert "step count differs on 1" in text
+    assert "1 moved (1 to a larger region under b, 0 to a smaller one)" in text
+    assert "over the 1 films valid under both" in text
+
+
+def test_rows_script_means_with_and_without_a_finding(rows_script, tmp_path, capsys):
+    from xcf.errors import ConfigError
+
+    (tmp_path / "r.csv").write_text("method,case,finding,validity\n"
+                                    "m,c0,Nodule,1\nm,c1,Nodule,0\nm,c2,Cardiomegaly,1\n")
+    rows_script.main(["means", str(tmp_path / "r.csv"), "--columns", "validity"])
+    assert "m: n 3, validity 0.667" in capsys.readouterr().out
+    rows_script.main(["means", str(tmp_path / "r.csv"), "--columns", "validity", "--exclude-finding", "Nodule"])
+    assert "m: n 1 without Nodule, validity 1.000" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="no such finding"):
+        rows_script.main(["means", str(tmp_path / "r.csv"), "--exclude-finding", "Effusion"])
+
+
 @pytest.fixture(scope="module")
 def select_script():
     return _load_script("select_weights.py")
