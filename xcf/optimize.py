@@ -322,20 +322,23 @@ def optimize_latent(
             # --- end conditions, on the current z (before its update) ---
             newly_bad = ~finite & ~was_done
             if stop_p is not None:
-                p_t = pa.detach()[torch.arange(active.numel(), device=device), targets[active]]
+                pa_d = pa.detach()
+                p_t = pa_d[torch.arange(active.numel(), device=device), targets[active]]
                 cand = (p_t < stop_p) & finite
-                if use_bf16 and bool(cand.any()):  # confirm in float32, on the image itself: bf16
+                if use_bf16 and bool(cand.any()):  # confirm in float32, on the returned image: bf16
                     ci = torch.nonzero(cand).flatten()  # rounding put films at p 0.5001-0.5055
                     with torch.no_grad():               # "below" 0.5 (session 8, pneumonia)
-                        p32 = classify(classifier, xd.detach()[ci].float())
+                        p32 = classify(classifier, xd.detach()[ci].clamp(0, 1))
                     cand[ci] = p32[torch.arange(ci.numel(), device=device), targets[active][ci]] < stop_p
+                    pa_d = pa_d.clone()
+                    pa_d[ci] = p32  # a sample that stops now reports these float32 probabilities
                 below_a = torch.where(cand, below[active] + 1, 0)
                 below[active] = below_a
                 newly_stopped = (below_a >= config.stop_patience) & finite & ~was_done
                 # keep the image and probabilities of the step the sample stopped at
                 keep_now = newly_stopped.view(ishape)
                 cf[active] = torch.where(keep_now, xd.detach(), cf[active])
-                p_cf[active] = torch.where(newly_stopped[:, None], pa.detach(), p_cf[active])
+                p_cf[active] = torch.where(newly_stopped[:, None], pa_d, p_cf[active])
                 stopped[active] = stopped[active] | newly_stopped
             else:
                 newly_stopped = torch.zeros_like(finite)
@@ -380,16 +383,18 @@ def optimize_latent(
                 sub = z0.select(rest).with_z(z[rest])
                 xr = render(sub, rest)
                 cf[rest] = xr
-                p_cf[rest] = classify(classifier, xr)
+                if not use_bf16:  # with bf16: in float32 below
+                    p_cf[rest] = classify(classifier, xr)
         nonfinite_cf = ~torch.isfinite(cf).flatten(1).all(dim=1)
         if bool(nonfinite_cf.any()):  # nothing finite to show: fall back to the reconstruction, say so
             cf[nonfinite_cf] = x0[nonfinite_cf]
             p_cf[nonfinite_cf] = p0[nonfinite_cf]
             for b in torch.nonzero(nonfinite_cf).flatten().tolist():
                 status[b] = "nonfinite"
-        if use_bf16:  # the loop stopped on bf16 probabilities: report the float32 ones of the images
-            with torch.no_grad():
-                p_cf = classify(classifier, cf.clamp(0, 1))
+        redo = torch.nonzero(~stopped | nonfinite_cf).flatten()
+        if use_bf16 and redo.numel():  # float32 probabilities of the images not stopped (a stopped
+            with torch.no_grad():      # one has those of the float32 check that confirmed its stop)
+                p_cf[redo] = classify(classifier, cf[redo].clamp(0, 1))
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
