@@ -132,6 +132,29 @@ def test_level_warm_start_continues_the_larger_region_from_where_the_smaller_end
     assert w80.steps < c80.steps
 
 
+def test_level_lr_scale_grows_the_learning_rate_level_by_level(monkeypatch):
+    import xcf.explainer as explainer_mod
+
+    lrs = []
+    real = explainer_mod.optimize_latent
+
+    def spy(*args, **kwargs):
+        lrs.append(args[6].lr)  # the level's config
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explainer_mod, "optimize_latent", spy)
+    x = region_image(value=0.95)  # does not flip in 2 steps at any level: every level runs
+    common = dict(steps=2, lr=0.05, blend="input", region_thresholds=(0.5, 0.3, 0.1))
+    _explain(x, **common)
+    assert lrs == [0.05, 0.05, 0.05]
+    lrs.clear()
+    grown = _explain(x, level_lr_scale=2.0, **common)
+    assert lrs == pytest.approx([0.05, 0.1, 0.2])
+    assert grown.metrics["region_threshold"] == pytest.approx(0.1)
+    with pytest.raises(xcf.errors.ConfigError, match="level_lr_scale"):
+        xcf.ExplainConfig.build(level_lr_scale=0)
+
+
 def test_logit_loss_pushes_the_target_past_its_margin_and_no_further():
     # gain 20 at value 0.9: logit 8, p = 0.9997. The logit hinge pushes until logit < -margin and
     # then stops pulling, where the seed's MSE keeps pulling p towards 0: a smaller change

@@ -227,3 +227,46 @@ def test_mse_stable_moves_a_saturated_film_the_seed_loss_cannot():
     assert seed.p_counterfactual == 1.0 and torch.equal(seed.counterfactual, x[0])
     assert stable.p_counterfactual < 0.5
     assert torch.equal(stable.counterfactual[~stable.mask], x[0][~stable.mask])
+
+
+class _Early(RegionClassifier):
+    """The loop's model: logits 2 below the checker's, so it sees a flip the checker does not."""
+
+    def forward(self, x):
+        return super().forward(x) - 2.0
+
+
+def test_check_classifier_confirms_stops_and_reports_its_probabilities(analytic):
+    from xcf.optimize import classify, optimize_latent
+    from xcf.registry import create
+
+    clf, lat, sal = analytic
+    x, t = region_image(value=0.6), torch.tensor([0])
+    args = (_Early(), lat, x, t, sal(clf, x, t), create("locality", "masked-l2"),
+            xcf.ExplainConfig(steps=300, stop_probability=0.5))
+    alone = optimize_latent(*args)
+    checked = optimize_latent(*args, check_classifier=clf)
+    assert alone.status == checked.status == ["stopped"]
+    assert classify(clf, alone.counterfactual)[0, 0] >= 0.5  # the loop model's stop, not the checker's
+    assert int(checked.steps[0]) > int(alone.steps[0])
+    p = classify(clf, checked.counterfactual)
+    assert p[0, 0] < 0.5
+    torch.testing.assert_close(checked.probs_counterfactual, p)  # reported: the checker's
+    torch.testing.assert_close(checked.probs_reconstruction, classify(clf, checked.reconstruction))
+
+
+def test_batch_size_auto_is_8_on_a_cpu_and_16_elsewhere(analytic, monkeypatch):
+    from xcf.config import auto_batch_size
+
+    ex = _explainer(analytic, steps=2)
+    assert ex.config.batch_size == "auto" and ex.batch_size == 8
+    assert auto_batch_size("cuda") == auto_batch_size("mps") == 16
+    sizes = []
+    real = ex.explain_tensor
+    monkeypatch.setattr(ex, "explain_tensor", lambda x, t, **kw: sizes.append(len(x)) or real(x, t, **kw))
+    assert len(ex.explain(region_image(n=10), 0)) == 10
+    assert sizes == [8, 2]
+    assert _explainer(analytic, steps=2, batch_size=3).batch_size == 3
+    for bad in ("big", 0):
+        with pytest.raises(xcf.errors.ConfigError, match="batch_size"):
+            xcf.ExplainConfig.build(batch_size=bad)

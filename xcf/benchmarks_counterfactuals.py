@@ -120,7 +120,8 @@ class Method:
 
 
 _REGION = (0.5, 0.35, 0.2, 0.1)
-_FAST_FP32 = {**PRESETS["fast"], "autocast_bf16": False}  # the historical fast-* rows ran in float32
+# the historical fast-* rows ran in float32, every region level at lr (before session 9)
+_FAST_FP32 = {**PRESETS["fast"], "autocast_bf16": False, "level_lr_scale": 1.0}
 # preset 'local' as it was before the fallback and mse-stable (the earlier variants build on it)
 _LOCAL_GRADIENT = {**PRESETS["local"], "region_fallback": None, "classification_loss": "mse"}
 
@@ -162,6 +163,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            config={**_FAST_FP32, "level_steps": None, "level_warm_start": False}),
     Method("fast-lr2", "'fast-fp32' at lr 2.0", config={**_FAST_FP32, "lr": 2.0}),
     Method("fast-lr3", "'fast-fp32' at lr 3.0", config={**_FAST_FP32, "lr": 3.0}),
+    Method("fast-s8", "preset 'fast' with every region level at lr 1 (level_lr_scale 1; the preset "
+                      "until session 9 of 2026-11-27)", config={**PRESETS["fast"], "level_lr_scale": 1.0}),
+    Method("fast-lrscale2", "preset 'fast' with level_lr_scale 2 (lr 1, 2, 4, 8 over the region "
+                            "levels; the preset's is 1.5)", config={**PRESETS["fast"], "level_lr_scale": 2.0}),
     Method("early-stop", "ExplainConfig.preset('early-stop'): the seed's method stopped at p < 0.5 "
                          "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",

@@ -193,7 +193,8 @@ def variant_config(variant: str, args):
         except json.JSONDecodeError:
             over[key] = raw
     steps = args.steps if preset == "seed" else xcf.ExplainConfig.preset(preset).steps
-    over = {"steps": steps, "batch_size": args.batch_size, "device": args.device, **over}
+    over = {"steps": steps, "device": args.device,
+            **({} if args.batch_size is None else {"batch_size": args.batch_size}), **over}
     return xcf.ExplainConfig.preset(preset, **over)
 
 
@@ -268,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default="pneumonia")
     p.add_argument("--n", type=int, default=8, help="images")
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="batch size of every xcf variant (default: each config's own, 'auto': 8 on "
+                        "a CPU, 16 on a GPU); a variant's own batch_size=... wins")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--device", default="cpu")
     p.add_argument("--variants", default="seed-loop,xcf-default,xcf-fast")

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 
-__all__ = ["ExplainConfig", "PRESETS"]
+__all__ = ["ExplainConfig", "PRESETS", "auto_batch_size"]
+
+#: ``batch_size="auto"`` per device type (see :func:`auto_batch_size`).
+AUTO_BATCH_SIZE = {"cpu": 8}
+
+
+def auto_batch_size(device_type: str) -> int:
+    """The batch size ``batch_size="auto"`` means on a device type (``"cpu"``, ``"cuda"``, ``"mps"``):
+    8 on a CPU, 16 elsewhere. On this project's 2-core CPU, ``preset("fast")`` on 32 pneumonia
+    films, each batch size run twice in turn in one process, took 0.67 and 0.60 s per film at
+    batch 8 (4: 0.68, 0.61) and 0.80 and 0.74 s at batch 16 (docs/results/perf-pneumonia-cpu-batch.md;
+    a step's activations at batch 16 no longer fit the cache). On a GPU, 16 is a size that fits
+    small cards, not the fastest (README Speed)."""
+    return AUTO_BATCH_SIZE.get(device_type, 16)
 
 
 class ExplainConfig(BaseModel):
@@ -33,7 +46,11 @@ class ExplainConfig(BaseModel):
         seed: Seed of torch's RNG for the call (``None``: leave the RNG alone). The optimization
             itself is deterministic; the seed matters for stochastic saliency methods.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
-        batch_size: Images optimized together in :meth:`xcf.Explainer.explain`.
+        batch_size: Images optimized together in :meth:`xcf.Explainer.explain` (results do not
+            depend on it). ``"auto"``: :func:`auto_batch_size` of the device, 8 on a CPU (on this
+            project's 2-core CPU a search step costs less per image at 8 than at 16), 16 on a GPU
+            (raise it where memory allows: on an H200, 64 explained 2.5x as many images per second
+            as 16, README Speed).
         lr_schedule: ``"constant"`` (seed) or ``"cosine"`` (decay to 10% of ``lr`` over ``steps``).
         autocast_bf16: Run the search loop's classifier and decoder under bf16 autocast (CUDA and
             CPU; on a CPU with bf16 instructions, AVX512-BF16 or AMX, a step costs about half,
@@ -88,6 +105,9 @@ class ExplainConfig(BaseModel):
             ended at (Adam's moments reset), so its steps are not thrown away. The decoder's change
             outside the smaller region was never constrained (it was blended away), so the first
             step of the larger region may reveal some of it: an option, measured in README Speed.
+        level_lr_scale: With ``region_thresholds``: the learning rate of level ``i`` (0 first) is
+            ``lr * level_lr_scale ** i``, so the samples that did not flip in a small region (the
+            hard ones) take larger steps in the larger ones. ``1.0``: every level at ``lr``.
         saliency: The saliency method (registered name) whose map defines the editable region, used
             when the :class:`~xcf.Explainer` is built without an explicit ``saliency`` (an explicit
             one always wins). ``None``: Grad-CAM++ (the seed's). Lets a preset name its region
@@ -119,7 +139,7 @@ class ExplainConfig(BaseModel):
     stop_patience: int = Field(1, ge=1)
     seed: int | None = 0
     device: str = "cpu"
-    batch_size: int = Field(16, ge=1)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     lr_schedule: Literal["constant", "cosine"] = "constant"
     classification_loss: Literal["mse", "mse-stable", "logit"] = "mse"
     logit_margin: float = Field(1.0, ge=0)
@@ -138,6 +158,7 @@ class ExplainConfig(BaseModel):
     region_fallback: str | None = None
     level_steps: int | None = Field(None, ge=1, le=100_000)
     level_warm_start: bool = False
+    level_lr_scale: float = Field(1.0, gt=0, le=100)
     shift_schedule: Literal["geometric", "linear"] = "geometric"
     shift_lambda_min: float = Field(1e-3, gt=0)
     shift_lambda_max: float = Field(1e5, gt=0)
@@ -174,6 +195,15 @@ class ExplainConfig(BaseModel):
                              "e.g. (-1, -3, -10, -30)")
         return tuple(float(t) for t in v)
 
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _check_batch_size(cls, v: object) -> object:
+        if isinstance(v, str) and v.strip().isdigit():  # "8" from a text config or a form
+            v = int(v)
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"batch_size must be a positive integer or 'auto', got {v!r}")
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, v: str) -> str:
@@ -198,7 +228,8 @@ class ExplainConfig(BaseModel):
         Grad-CAM++'s regions (``region_fallback="gradcam++"``, for diffuse findings). ``"fast"``:
         the Grad-CAM++ region, residual blend, ``lr=1.0``, early stop, the seed's loss, 20
         steps for every region level but the last (``level_steps=20``), each larger region
-        continuing from where the smaller one ended (``level_warm_start=True``), the loop on
+        continuing from where the smaller one ended (``level_warm_start=True``) at 1.5 times the
+        smaller one's learning rate (``level_lr_scale=1.5``: lr 1, 1.5, 2.25, 3.4), the loop on
         copies of the models with BatchNorm folded and in channels-last format
         (``fold_batchnorm=True``, ``channels_last=True``: the same function, cheaper steps), the
         loop in bf16 where that pays (``autocast_bf16="auto"``: a CUDA device with bf16, or a CPU
@@ -212,7 +243,8 @@ class ExplainConfig(BaseModel):
         were added in session 4 (bench method ``local-gradient`` is the preset without them), and
         ``"fast"`` got its level budget then (``fast-unbudgeted`` is the one before) and its warm
         start in session 5 (``fast-restart`` is the one before), folded copies in session 6,
-        bf16 in session 8 (``fast-fp32`` is the one before).
+        bf16 in session 8 (``fast-fp32`` is the one before), the growing learning rate in
+        session 9 (``fast-s8`` is the one before).
         """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
@@ -240,7 +272,8 @@ PRESETS: dict[str, dict[str, object]] = {
     "seed": {},
     "fast": {"blend": "residual", "feather": 2.0, "region_thresholds": (0.5, 0.35, 0.2, 0.1),
              "stop_probability": 0.5, "lr": 1.0, "level_steps": 20, "level_warm_start": True,
-             "fold_batchnorm": True, "channels_last": True, "autocast_bf16": "auto"},
+             "fold_batchnorm": True, "channels_last": True, "autocast_bf16": "auto",
+             "level_lr_scale": 1.5},
     "early-stop": {"stop_probability": 0.5},
     "local": {"blend": "residual", "feather": 2.0, "region_thresholds": (0.5, 0.35, 0.2, 0.1),
               "stop_probability": 0.5, "saliency": "saliency", "lr": 1.0,

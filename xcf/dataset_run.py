@@ -681,7 +681,7 @@ def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: 
     interrupted = False
     try:
         if todo:
-            run_engine(todo, out, spec=spec, explainer=explainer, batch_size=cfg.batch_size,
+            run_engine(todo, out, spec=spec, explainer=explainer, batch_size=explainer.batch_size,
                        workers=workers, address=address, gif_frames=gif_frames if gif else None,
                        on_rows=on_rows)
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .config import ExplainConfig
+from .config import ExplainConfig, auto_batch_size
 from .errors import ComponentError, ConfigError, UnknownLabelError, XcfError
 from .fusion import search_copies
 from .interfaces import Classifier, LatentModel, LocalityLoss, SaliencyMethod
@@ -151,6 +151,13 @@ class Explainer:
         self.labels = labels
 
     # -- helpers ---------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        """``config.batch_size``, with ``"auto"`` resolved for this explainer's device
+        (:func:`xcf.config.auto_batch_size`: 8 on a CPU, 16 elsewhere)."""
+        bs = self.config.batch_size
+        return auto_batch_size(self.device.type) if bs == "auto" else bs
+
     def target_index(self, target: str | int) -> int:
         """Index of a label name (case-insensitive) or a valid integer index."""
         if isinstance(target, bool):
@@ -239,7 +246,7 @@ class Explainer:
         xs = [self.load(s) for s in sources]
         names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else None for s in sources]
         out: list[Counterfactual] = []
-        bs = self.config.batch_size
+        bs = self.batch_size
         for i in range(0, len(xs), bs):
             x = torch.cat(xs[i:i + bs])
             t = torch.tensor(tidx[i:i + bs], dtype=torch.long)
@@ -308,7 +315,7 @@ class Explainer:
                 Sc = self.classifier.input_size
                 _check_images(sal, (B, 1, Sc, Sc), slabel)
                 sal = resize_to(sal.detach().float(), S).clamp(0, 1)
-                runs = self._search(x, targets, sal, z0.detach(), x0, p0)
+                runs = self._search(x, targets, sal, z0.detach(), x0, p0, p_in)
             seconds = (time.perf_counter() - start) / B
         metrics = self._metrics(x, runs, p_in, targets, gt_masks, true_counterfactuals)
         cfg_dict = cfg.model_dump()
@@ -359,7 +366,8 @@ class Explainer:
             return self.classifier, self.latent
         return clf, lat
 
-    def _search(self, x: Tensor, targets: Tensor, sal: Tensor, z0, x0: Tensor, p0: Tensor) -> _Runs:
+    def _search(self, x: Tensor, targets: Tensor, sal: Tensor, z0, x0: Tensor, p0: Tensor,
+                p_in: Tensor) -> _Runs:
         """Run the configured search, growing the region level by level for samples that did not
         flip (``config.region_thresholds``), with optional blending by construction; the loop
         differentiates :meth:`_search_models`."""
@@ -369,7 +377,7 @@ class Explainer:
         levels = list(cfg.region_thresholds) if cfg.region_thresholds else [cfg.mask_threshold]
         runs = _Runs(x, p0)
         todo = torch.arange(B, device=x.device)
-        todo = self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0, models)
+        todo = self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0, p_in, models)
         if self.region_fallback is not None and todo.numel():
             # a second search in the fallback method's regions; the results show the map used
             xc = resize_to(x[todo], self.classifier.input_size)
@@ -378,13 +386,13 @@ class Explainer:
                           component_label(self.region_fallback, "saliency"))
             sal[todo] = resize_to(sal2.detach().float(), x.shape[-1]).clamp(0, 1)
             runs.fallback[todo.cpu()] = True
-            self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0, models)
+            self._levels(runs, todo, levels, x, targets, sal, z0, x0, p0, p_in, models)
         if cfg.prune_shares:
             self._prune(runs, targets)
         return runs
 
     def _levels(self, runs: _Runs, todo: Tensor, levels: list[float], x: Tensor, targets: Tensor,
-                sal: Tensor, z0, x0: Tensor, p0: Tensor,
+                sal: Tensor, z0, x0: Tensor, p0: Tensor, p_in: Tensor,
                 models: tuple[Classifier, LatentModel]) -> Tensor:
         """Search the samples ``todo`` in the regions ``sal > level``, level by level, each level
         only for those not yet flipped; returns the samples that never flipped. The loop runs on
@@ -397,6 +405,8 @@ class Explainer:
         z_cur = z0.z.detach().clone() if cfg.level_warm_start else None  # where each sample ended
         for i, level in enumerate(levels):
             cfg_l = budget if i < len(levels) - 1 else cfg  # the last level gets `steps`
+            if cfg.level_lr_scale != 1.0 and i:
+                cfg_l = cfg_l.model_copy(update={"lr": cfg.lr * cfg.level_lr_scale ** i})
             sal_l = sal[todo]
             if level != cfg.mask_threshold:  # move the loss's threshold to this level
                 sal_l = (sal_l * (cfg.mask_threshold / level)).clamp(0, 1)
@@ -408,7 +418,9 @@ class Explainer:
                 base = blend_base(cfg.blend, bm, x[todo], x0_t)
                 with torch.no_grad():
                     x0_t = bm * x0_t + base
-                    p0_t = classify(self.classifier, x0_t)
+                    # residual: the start x + m (D(z0) - D(z0)) is the input, whose probabilities
+                    # are known (one classifier pass per sample and level saved)
+                    p0_t = p_in[todo] if cfg.blend == "residual" else classify(self.classifier, x0_t)
                 blend = (bm, base)
             if cfg.method == "latent-shift":
                 from .baselines import latent_shift
@@ -418,10 +430,13 @@ class Explainer:
             else:
                 res = optimize_latent(clf_s, lat_s, x[todo], targets[todo], sal_l,
                                       self.locality, cfg_l, initial=(z0_t, x0_t, p0_t), blend=blend,
-                                      z_start=None if z_cur is None else z_cur[todo])
+                                      z_start=None if z_cur is None else z_cur[todo],
+                                      check_classifier=self.classifier)
                 if z_cur is not None:
                     z_cur[todo] = res.latent.z.detach()
-            if copies:  # report, and decide on, the original classifier's probabilities
+            if copies and cfg.method == "latent-shift":
+                # report, and decide on, the original classifier's probabilities (optimize_latent
+                # does so itself: check_classifier)
                 with torch.no_grad():
                     res.probs_counterfactual = classify(self.classifier, res.counterfactual)
             runs.record(todo, res, mask, level)

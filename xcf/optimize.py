@@ -208,6 +208,7 @@ def optimize_latent(
     initial: tuple[Latent, Tensor, Tensor] | None = None,
     blend: tuple[Tensor, Tensor] | None = None,
     z_start: Tensor | None = None,
+    check_classifier: Classifier | None = None,
 ) -> OptimizationResult:
     """Search counterfactual latents for a batch.
 
@@ -231,6 +232,12 @@ def optimize_latent(
         z_start: The latent tensor the search starts from (default ``z0``'s); the locality loss and
             the counterfactual's reference stay ``x0`` (used to continue a search in a larger
             region, ``config.level_warm_start``).
+        check_classifier: The classifier whose float32 probabilities are reported and confirm a
+            stop (default: ``classifier``). The :class:`~xcf.Explainer` passes the original
+            classifier when the loop runs on a folded / channels-last copy, so that validity is the
+            original's. A stop is confirmed on it whenever the loop's probability is not already
+            its float32 one (bf16, or a different model): only the samples whose loop probability
+            crossed ``stop_probability`` are classified again.
 
     Returns:
         An :class:`OptimizationResult`.
@@ -238,7 +245,8 @@ def optimize_latent(
     start = time.perf_counter()
     device = x.device
     B = x.shape[0]
-    with frozen(classifier, latent_model):
+    checker = classifier if check_classifier is None else check_classifier
+    with frozen(classifier, latent_model, None if checker is classifier else checker):
         use_bf16 = (bf16_is_fast(device) if config.autocast_bf16 == "auto"
                     else config.autocast_bf16 is True and device.type in ("cuda", "cpu"))
         autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
@@ -263,7 +271,8 @@ def optimize_latent(
             with torch.no_grad(), autocast:
                 z0 = latent_model.encode(x).detach()
                 x0 = render(z0, None)
-                p0 = classify(classifier, x0)
+            with torch.no_grad():
+                p0 = classify(checker, x0)
         else:
             z0, x0, p0 = initial
         y = target_vector(p0, targets)
@@ -297,7 +306,9 @@ def optimize_latent(
         zshape = (-1,) + (1,) * (z.dim() - 1)
         ishape = (-1,) + (1,) * (x0.dim() - 1)
 
-        # No host-device sync inside a step (with bf16: one, to confirm a stop in float32): finished
+        # a stop is confirmed in float32 on `checker` unless the loop's probabilities are already those
+        confirm = use_bf16 or checker is not classifier
+        # No host-device sync inside a step (with confirmation: one, to confirm a stop): finished
         # samples are frozen on the device (their update is zeroed) and leave the batch at the next
         # check, every `stop_check_every` steps.
         for step in range(steps_max):
@@ -325,10 +336,10 @@ def optimize_latent(
                 pa_d = pa.detach()
                 p_t = pa_d[torch.arange(active.numel(), device=device), targets[active]]
                 cand = (p_t < stop_p) & finite
-                if use_bf16 and bool(cand.any()):  # confirm in float32, on the returned image: bf16
+                if confirm and bool(cand.any()):  # confirm in float32, on the returned image: bf16
                     ci = torch.nonzero(cand).flatten()  # rounding put films at p 0.5001-0.5055
                     with torch.no_grad():               # "below" 0.5 (session 8, pneumonia)
-                        p32 = classify(classifier, xd.detach()[ci].clamp(0, 1))
+                        p32 = classify(checker, xd.detach()[ci].clamp(0, 1))
                     cand[ci] = p32[torch.arange(ci.numel(), device=device), targets[active][ci]] < stop_p
                     pa_d = pa_d.clone()
                     pa_d[ci] = p32  # a sample that stops now reports these float32 probabilities
@@ -383,7 +394,7 @@ def optimize_latent(
                 sub = z0.select(rest).with_z(z[rest])
                 xr = render(sub, rest)
                 cf[rest] = xr
-                if not use_bf16:  # with bf16: in float32 below
+                if not confirm:  # else: on `checker`, in float32, below
                     p_cf[rest] = classify(classifier, xr)
         nonfinite_cf = ~torch.isfinite(cf).flatten(1).all(dim=1)
         if bool(nonfinite_cf.any()):  # nothing finite to show: fall back to the reconstruction, say so
@@ -392,9 +403,9 @@ def optimize_latent(
             for b in torch.nonzero(nonfinite_cf).flatten().tolist():
                 status[b] = "nonfinite"
         redo = torch.nonzero(~stopped | nonfinite_cf).flatten()
-        if use_bf16 and redo.numel():  # float32 probabilities of the images not stopped (a stopped
-            with torch.no_grad():      # one has those of the float32 check that confirmed its stop)
-                p_cf[redo] = classify(classifier, cf[redo].clamp(0, 1))
+        if confirm and redo.numel():  # float32 probabilities of the images not stopped (a stopped
+            with torch.no_grad():     # one has those of the float32 check that confirmed its stop)
+                p_cf[redo] = classify(checker, cf[redo].clamp(0, 1))
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -7,7 +7,7 @@ read the same inputs and write the same layout, so a run moves from a laptop to 
 switching ``--engine local`` to ``--engine ray --address ...``, and either can resume the other's
 run.
 
-- ``local`` (:mod:`xcf.engines.local`): in-process, batched (``config.batch_size``), on the
+- ``local`` (:mod:`xcf.engines.local`): in-process, batched (``config.batch_size``, ``"auto"``: 8 on a CPU, 16 on a GPU), on the
   explainer's device (``auto``: the GPU when present); the next batch is decoded while the current
   one is optimized.
 - ``ray`` (:mod:`xcf.engines.ray_engine`): Ray Data ``map_batches`` over a pool of actors, each
