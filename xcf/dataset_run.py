@@ -681,7 +681,10 @@ def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: 
     interrupted = False
     try:
         if todo:
-            run_engine(todo, out, spec=spec, explainer=explainer, batch_size=explainer.batch_size,
+            # "auto" follows the device that explains: this process's, or (ray) the actors', whose
+            # device this driver-side explainer (built on the CPU) does not know: 16 there
+            bs = explainer.batch_size if engine == "local" or cfg.batch_size != "auto" else 16
+            run_engine(todo, out, spec=spec, explainer=explainer, batch_size=bs,
                        workers=workers, address=address, gif_frames=gif_frames if gif else None,
                        on_rows=on_rows)
     except KeyboardInterrupt:
