@@ -329,6 +329,7 @@ def test_perf_variants_split_validate_and_survive_a_failure(tiny_pack, tmp_path,
     text = out.read_text()
     assert "| seed-loop |" in text and "| fast+region_thresholds=[0.5,0.2]+level_steps=2 |" in text
     assert "Failed variants (no measurement): fast+saliency=no-such-map: " in text
+    assert "\nMachine: " in text and f"torch {torch.__version__}" in text and " cores, bf16 instructions " in text
     rows = {r["variant"]: r["rows"] for r in __import__("json").loads(out.with_suffix(".json").read_text())}
     assert len(rows["seed-loop"]) == 2 and all(r["steps"] == 3 for r in rows["seed-loop"])
     assert all(0 <= r["steps"] <= 2 + 200 for r in rows["fast+region_thresholds=[0.5,0.2]+level_steps=2"])

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["main", "seed_loop", "split_variants"]
+__all__ = ["machine", "main", "seed_loop", "split_variants"]
 
 
 def _seed_masks(classifier: Any, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -255,6 +255,26 @@ def _in_subprocess(ctx, args, variant: str) -> dict[str, Any]:
     return res
 
 
+def machine() -> str:
+    """One line naming what the numbers were measured on: CPU model, cores, whether it has bf16
+    instructions (what ``autocast_bf16="auto"`` follows), the GPU if any, torch's version."""
+    import os
+    import platform
+
+    from xcf.optimize import _cpu_has_bf16
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"Machine: {cpu}, {os.cpu_count()} cores, bf16 instructions {'yes' if _cpu_has_bf16() else 'no'}"
+            f"{gpu}; torch {torch.__version__}")
+
+
 def _med(vals):
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else float("nan")
@@ -311,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     base = _med([r["seconds"] for r in results[0]["rows"]])
     lines = [f"Models: {results[0]['models']}; {results[0]['n']} images; device {args.device}; "
              f"torch threads {args.threads}; command: python benchmarks/perf.py {' '.join(argv or sys.argv[1:])}",
-             "",
+             "", machine(), "",
              "| variant | median s / explanation | speed-up vs seed loop | median steps | validity | L1 share in mask (median) | squared share in mask (median) | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
