@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One GPU session, as run through the device tool (H100/H200), behind the GPU numbers in README and
 # the GPU-trained entries of weights/manifest.json:
-#   1. speed on the seed's sizes (benchmarks/perf.py --seed-sizes --device cuda, batch 1/16/64),
+#   1. speed on the seed's sizes (benchmarks/perf.py --seed-sizes --device cuda, batch 1/16/64), and
+#      on the shipped pneumonia pack: the seed loop vs preset fast in float32 and with its bf16 loop
+#      ("auto": bf16 on a CUDA device with bf16, a stop confirmed in float32), at batch 16 and 64,
 #   2. the phantom pack (classifier, oracle, autoencoder) and the pneumonia autoencoder, trained with
 #      the same commands as `make weights` plus --device cuda,
 #   3. the benchmark matrix on 200 phantoms and on the pneumonia test split, and a sweep of
@@ -34,10 +36,12 @@ NARROW='{"widths": [16, 32, 64, 128, 128]}'
 if [ "${SMALL:-0}" = 1 ]; then
   PH_CLS=300; PH_OR=300; PH_AE=200; E_CLS=1; E_OR=1; E_AE=1; PN_LIMIT=40; E_PN=1
   BENCH_N="--n 4 --steps 5"; PN_N="--n 4 --steps 5"; PERF="--n 1 --steps 3 --gpu-steps 3 --gpu-batches 1 2"
+  PERF_PN="--n 4 --steps 3"
   SWEEP_N=4; SWEEP_STEPS=5
 else
   PH_CLS=12000; PH_OR=3000; PH_AE=3000; E_CLS=3; E_OR=5; E_AE=5; PN_LIMIT=1000; E_PN=20
   BENCH_N="--n 200"; PN_N=""; PERF="--n 2 --gpu-steps 100"; SWEEP_N=64; SWEEP_STEPS=200
+  PERF_PN="--n 64"
 fi
 
 PARTS=${PARTS:-perf train bench}
@@ -48,6 +52,9 @@ start_packer
 # 1. speed on the seed's sizes, alone on the GPU
 has perf && step perf-seed-sizes 150 $PY benchmarks/perf.py --seed-sizes $PERF --device "$DEV" --batch-size 4 \
   --out "$OUT/r/perf-seed-sizes.md"
+has perf && step perf-pneumonia 200 $PY benchmarks/perf.py --pack pneumonia --data "$PN" $PERF_PN --device "$DEV" \
+  --gpu-batches --variants "seed-loop,fast+autocast_bf16=false,fast,fast+batch_size=64" \
+  --out "$OUT/r/perf-pneumonia.md"
 
 # 2. training (the commands of `make weights`, on the GPU): the phantom classifier then its
 #    autoencoder, beside them the oracles and the pneumonia autoencoder (the manifest is locked per
