@@ -261,7 +261,7 @@ def machine() -> str:
     import os
     import platform
 
-    from xcf.optimize import _cpu_has_bf16
+    from xcf.optimize import bf16_is_fast
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -271,7 +271,7 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"Machine: {cpu}, {os.cpu_count()} cores, bf16 instructions {'yes' if _cpu_has_bf16() else 'no'}"
+    return (f"Machine: {cpu}, {os.cpu_count()} cores, bf16 instructions {'yes' if bf16_is_fast(torch.device('cpu')) else 'no'}"
             f"{gpu}; torch {torch.__version__}")
 
 

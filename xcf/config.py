@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -139,7 +139,7 @@ class ExplainConfig(BaseModel):
     stop_patience: int = Field(1, ge=1)
     seed: int | None = 0
     device: str = "cpu"
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    batch_size: int | Literal["auto"] = "auto"  # checked by _check_batch_size
     lr_schedule: Literal["constant", "cosine"] = "constant"
     classification_loss: Literal["mse", "mse-stable", "logit"] = "mse"
     logit_margin: float = Field(1.0, ge=0)
