@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A GPU session that retrains what misses its goal in weights/ and reruns the benchmark matrix of
 # each pack whose weights changed, in one device call of at most ~9.5 minutes:
-#   1. phantom classifier, 12,000 phantoms x 5 epochs (the shipped one, 3 epochs, has Nodule AUC
-#      0.969 < 0.97 and its validation AUC was still rising) -> select_weights.py classifier;
+#   1. phantom classifier, 12,000 phantoms x 5 epochs with the image-quality augmentation
+#      (--degrade 0.5: session 10 found that without it the classifier reads an autoencoder's loss of
+#      fine texture as a finding; the shipped one, 3 epochs, has Nodule AUC 0.969 < 0.97 and its
+#      validation AUC was still rising) -> select_weights.py classifier;
 #   2. autoencoders, three recipes per pack side by side, each against the pack's classifier as it is
 #      after step 1 (classifier-consistency / feature weights CW_*, FW_* below) ->
 #      select_weights.py latent (the smallest held-out shift among those whose PSNR is within 1 dB
@@ -79,7 +81,7 @@ has pneumonia && (
 # -- phantom: classifier, then three autoencoder recipes against it, then its matrix ---------------
 has phantom && (
   step train-phantom-cls 150 $XCF train classifier --data "phantom:$PH_CLS" --out weights --name phantom-small-cnn-e5 \
-    --epochs "$E_CLS" --seed 0 --device "$DEV"
+    --epochs "$E_CLS" --seed 0 --degrade 0.5 --device "$DEV"
   step select-phantom-cls 60 $PY benchmarks/select_weights.py classifier --target phantom-small-cnn \
     --candidates phantom-small-cnn-e5
   changed=()

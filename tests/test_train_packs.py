@@ -40,7 +40,7 @@ def trained(tiny_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("weights")
     common = ["--data", str(tiny_folder), "--out", str(out), "--size", "32", "--epochs", "2", "--device", "cpu"]
     assert main(["train", "classifier", "--name", "clf", "--pack", "tiny", "--role", "classifier",
-                 "--arch-args", '{"widths": [4, 8, 8, 8, 8]}', *common]) == 0
+                 "--arch-args", '{"widths": [4, 8, 8, 8, 8]}', "--degrade", "0.5", *common]) == 0
     assert main(["train", "autoencoder", "--arch", "conv-ae", "--name", "ae", "--pack", "tiny", "--role",
                  "latent", "--classifier", "clf", "--arch-args", '{"widths": [4, 8, 8, 8, 8], "latent_channels": 4}',
                  *common]) == 0
@@ -58,6 +58,8 @@ def test_manifest_entry_is_complete(trained):
     assert entry["licence"].startswith("Licence: CC0")
     assert entry["data"]["n_train"] + entry["data"]["n_val"] == 40 and entry["data"]["n_test"] == 8
     assert 0 <= entry["metrics"]["test_auc"]["bright"] <= 1
+    assert "--degrade 0.5" in entry["command"]
+    assert set(entry["metrics"]["test_degradation_shift"]) == {"blur_1px", "noise_0.02"}
     ae = data["weights"]["ae"]
     assert ae["kind"] == "latent" and "prob_shift_mean" in ae["metrics"]["test"]
     assert data["packs"]["tiny"] == {"classifier": "clf", "labels": ["bright"], "latent": "ae"}
