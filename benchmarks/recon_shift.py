@@ -2,8 +2,9 @@
 
 `xcf train autoencoder` measures the shift |p(x) - p(D(E(x)))| against the classifier given at
 training time; when the pack's classifier is retrained later, this re-measures the pair as shipped:
-MSE, PSNR, SSIM and the shift (mean, median, max; per finding) on the pack's held-out images (the
-500 test phantoms, or a labels.csv folder's test split).
+MSE, PSNR, SSIM and the shift (mean, median, max; per finding; per finding on the images that have it
+and on those that do not) on the pack's held-out images (the 500 test phantoms, or a labels.csv
+folder's test split).
 
     python benchmarks/recon_shift.py --pack phantom
     python benchmarks/recon_shift.py --pack pneumonia --data ../shared/data/kermany-pneumonia-224
@@ -33,13 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pack", default="phantom")
     p.add_argument("--data", default="phantom", help="'phantom' (the 500 test phantoms) or a labels.csv folder")
-    p.add_argument("--weights", help="weights folder of --classifier / --latent (default: the shipped one)")
+    p.add_argument("--weights", help="weights folder of the pack and of --classifier / --latent (default: the shipped one)")
     p.add_argument("--classifier", help="manifest entry of the classifier (default: the pack's)")
     p.add_argument("--latent", help="manifest entry of the latent model (default: the pack's)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    pack = xcf.load_pack(args.pack)
+    pack = xcf.load_pack(args.pack, args.weights)
     classifier = load_component(args.classifier, args.weights) if args.classifier else pack.classifier
     latent = load_component(args.latent, args.weights) if args.latent else pack.latent
     size = latent.input_size
@@ -47,14 +48,40 @@ def main(argv: list[str] | None = None) -> int:
         ds = PhantomDataset(500, seed=PHANTOM_TEST_SEED, size=size)
     else:
         ds = FolderDataset(args.data, labels=list(pack.labels), split="test", size=size)
-    x, _ = _stack(ds, desc="test")
+    x, y = _stack(ds, desc="test")
     m = reconstruction_metrics(latent, x, torch.device("cpu"), classifier)
+    m.update(shift_by_truth(latent, classifier, x, y))
     m["classifier_degradation_shift"] = degradation_shift(classifier, x)
     m.update(pack=args.pack, classifier=args.classifier or pack.entry["classifier"],
              latent=args.latent or pack.entry["latent"], weights=args.weights or "shipped",
              data=args.data, n_test=len(x), labels=list(pack.labels))
     print(json.dumps(m, indent=1))
     return 0
+
+
+@torch.no_grad()
+def shift_by_truth(latent, classifier, x_u8: torch.Tensor, y: torch.Tensor, batch_size: int = 32) -> dict:
+    """The shift |p(x) - p(D(E(x)))| per finding, on the images that have it (the ones a
+    counterfactual explains) and on those that do not, and the classifier's mean p on each."""
+    latent.eval()
+    classifier.eval()
+    p, pr = [], []
+    for i in range(0, len(x_u8), batch_size):
+        x = x_u8[i:i + batch_size].float() / 255
+        p.append(torch.sigmoid(classifier(x)))
+        pr.append(torch.sigmoid(classifier(latent.decode(latent.encode(x)).clamp(0, 1))))
+    p, pr = torch.cat(p), torch.cat(pr)
+    d = (pr - p).abs()
+    out: dict = {}
+    for name, value in (("positives", 1), ("negatives", 0)):
+        m = (y == value).float()
+        n = m.sum(0)
+        out[f"prob_shift_on_{name}"] = [round(float(v), 4) if k else None
+                                        for v, k in zip((d * m).sum(0) / n.clamp_min(1), n)]
+        out[f"p_mean_on_{name}"] = [round(float(v), 4) if k else None
+                                    for v, k in zip((p * m).sum(0) / n.clamp_min(1), n)]
+        out[f"n_{name}"] = [int(k) for k in n]
+    return out
 
 
 if __name__ == "__main__":
