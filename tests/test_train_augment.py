@@ -65,3 +65,14 @@ def test_train_classifier_refuses_bad_degrade():
                      val_y=torch.zeros(2, 1), test_x=None, test_y=None, licence="", description="")
     with pytest.raises(ConfigError, match=r"degrade must be a probability in \[0, 1\]"):
         train_classifier(nn.Linear(1, 1), data, epochs=1, degrade=1.5)
+
+
+def test_cli_refuses_degrade_for_autoencoders(tmp_path, capsys):
+    from xcf.cli import main
+
+    code = main(["train", "autoencoder", "--data", "phantom:4", "--out", str(tmp_path), "--name", "ae",
+                 "--degrade", "0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "--degrade applies to 'xcf train classifier' only (not autoencoder)" in err[0]
+    assert not any(tmp_path.iterdir())  # refused before anything is written

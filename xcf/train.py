@@ -55,7 +55,7 @@ from .interfaces import Latent
 from .metrics import roc_auc, ssim
 
 __all__ = ["TrainData", "load_training_data", "train_classifier", "train_latent", "augment",
-           "update_manifest", "PHANTOM_TEST_SEED"]
+           "gaussian_blur", "degradation_shift", "update_manifest", "PHANTOM_TEST_SEED"]
 
 logger = logging.getLogger(__name__)
 
@@ -685,7 +685,7 @@ def _add_parser(sub) -> None:
     p.add_argument("--beta", type=float, default=1e-3, help="VAE KL weight")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--degrade", type=float, default=0.0,
-                   help="classifier only: probability of the blur and of the noise augmentation of "
+                   help="classifier only (refused otherwise): probability of the blur and of the noise augmentation of "
                         "image quality (default 0: no degradation; README, Shipped packs)")
     p.add_argument("--pack", help="add the weights to this pack")
     p.add_argument("--role", choices=["classifier", "latent", "oracle"], help="role in --pack")
@@ -703,6 +703,9 @@ def _run(args: argparse.Namespace) -> int:
         arch_args = json.loads(args.arch_args)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--arch-args is not valid JSON ({exc.msg}); example: '{{\"widths\": [16, 32]}}'") from None
+    if args.what != "classifier" and args.degrade:
+        raise ConfigError(f"--degrade applies to 'xcf train classifier' only (not {args.what}); "
+                          "leave it out or set it to 0")
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
     out = Path(args.out)
     t_start = time.perf_counter()
