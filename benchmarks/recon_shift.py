@@ -49,39 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ds = FolderDataset(args.data, labels=list(pack.labels), split="test", size=size)
     x, y = _stack(ds, desc="test")
-    m = reconstruction_metrics(latent, x, torch.device("cpu"), classifier)
-    m.update(shift_by_truth(latent, classifier, x, y))
+    m = reconstruction_metrics(latent, x, torch.device("cpu"), classifier, truth=y)
     m["classifier_degradation_shift"] = degradation_shift(classifier, x)
     m.update(pack=args.pack, classifier=args.classifier or pack.entry["classifier"],
              latent=args.latent or pack.entry["latent"], weights=args.weights or "shipped",
              data=args.data, n_test=len(x), labels=list(pack.labels))
     print(json.dumps(m, indent=1))
     return 0
-
-
-@torch.no_grad()
-def shift_by_truth(latent, classifier, x_u8: torch.Tensor, y: torch.Tensor, batch_size: int = 32) -> dict:
-    """The shift |p(x) - p(D(E(x)))| per finding, on the images that have it (the ones a
-    counterfactual explains) and on those that do not, and the classifier's mean p on each."""
-    latent.eval()
-    classifier.eval()
-    p, pr = [], []
-    for i in range(0, len(x_u8), batch_size):
-        x = x_u8[i:i + batch_size].float() / 255
-        p.append(torch.sigmoid(classifier(x)))
-        pr.append(torch.sigmoid(classifier(latent.decode(latent.encode(x)).clamp(0, 1))))
-    p, pr = torch.cat(p), torch.cat(pr)
-    d = (pr - p).abs()
-    out: dict = {}
-    for name, value in (("positives", 1), ("negatives", 0)):
-        m = (y == value).float()
-        n = m.sum(0)
-        out[f"prob_shift_on_{name}"] = [round(float(v), 4) if k else None
-                                        for v, k in zip((d * m).sum(0) / n.clamp_min(1), n)]
-        out[f"p_mean_on_{name}"] = [round(float(v), 4) if k else None
-                                    for v, k in zip((p * m).sum(0) / n.clamp_min(1), n)]
-        out[f"n_{name}"] = [int(k) for k in n]
-    return out
 
 
 if __name__ == "__main__":

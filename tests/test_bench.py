@@ -518,33 +518,3 @@ def test_rows_script_means_without_a_finding(rows_script, tmp_path, capsys):
     with pytest.raises(ConfigError, match="no column"):
         rows_script.main(["means", str(rows), "--columns", "realism"])
 
-
-def test_recon_shift_splits_the_shift_by_ground_truth():
-    """benchmarks/recon_shift.py: the shift on films with and without each finding, exactly."""
-    from torch import nn
-
-    from xcf import Latent
-
-    mod = _load_script("recon_shift.py")
-
-    class Brighten(nn.Module):  # D(E(x)) = x + 0.1 on every pixel
-        def encode(self, x):
-            return Latent(x)
-
-        def decode(self, latent):
-            return latent.z + 0.1
-
-    class MeanLogit(nn.Module):  # two findings: logit = 10 * (mean - 0.5), and a constant
-        def forward(self, x):
-            m = x.mean((1, 2, 3))
-            return torch.stack([10 * (m - 0.5), torch.zeros_like(m)], 1)
-
-    x = torch.tensor([0.3, 0.5, 0.7])[:, None, None, None].expand(3, 1, 4, 4) * 255
-    y = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, float("nan")]])
-    out = mod.shift_by_truth(Brighten(), MeanLogit(), x.round().to(torch.uint8), y)
-    xs = x.round().to(torch.uint8)[:, 0, 0, 0].float() / 255
-    d = (torch.sigmoid(10 * (xs + 0.1 - 0.5)) - torch.sigmoid(10 * (xs - 0.5))).abs()
-    assert out["n_positives"] == [2, 0] and out["n_negatives"] == [1, 2]
-    assert out["prob_shift_on_positives"][0] == pytest.approx(float(d[[0, 2]].mean()), abs=1e-4)
-    assert out["prob_shift_on_negatives"][0] == pytest.approx(float(d[1]), abs=1e-4)
-    assert out["prob_shift_on_positives"][1] is None and out["prob_shift_on_negatives"][1] == 0.0

@@ -1,4 +1,5 @@
-"""Training augmentation of image quality (``degrade``) and the classifier's degradation shift."""
+"""Training augmentation of image quality (``degrade``), the classifier's degradation shift, and
+the reconstruction shift split by ground truth."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import torchvision.transforms.functional as TF
 from torch import nn
 
 from xcf.errors import ConfigError
-from xcf.train import TrainData, augment, degradation_shift, gaussian_blur, train_classifier
+from xcf.train import (
+    TrainData,
+    augment,
+    degradation_shift,
+    gaussian_blur,
+    reconstruction_metrics,
+    train_classifier,
+)
 
 
 def test_gaussian_blur_per_image_sigma():
@@ -76,3 +84,31 @@ def test_cli_refuses_degrade_for_autoencoders(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert "--degrade applies to 'xcf train classifier' only (not autoencoder)" in err[0]
     assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_reconstruction_metrics_split_the_shift_by_ground_truth():
+    """The shift on films with and without each finding (benchmarks/recon_shift.py), exactly."""
+    from xcf import Latent
+
+    class Brighten(nn.Module):  # D(E(x)) = x + 0.1 on every pixel
+        def encode(self, x):
+            return Latent(x)
+
+        def decode(self, latent):
+            return latent.z + 0.1
+
+    class MeanLogit(nn.Module):  # two findings: logit = 10 * (mean - 0.5), and a constant
+        def forward(self, x):
+            m = x.mean((1, 2, 3))
+            return torch.stack([10 * (m - 0.5), torch.zeros_like(m)], 1)
+
+    x = torch.tensor([0.3, 0.5, 0.7])[:, None, None, None].expand(3, 1, 16, 16) * 255
+    y = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, float("nan")]])
+    out = reconstruction_metrics(Brighten(), x.round().to(torch.uint8), torch.device("cpu"), MeanLogit(),
+                                 truth=y)
+    xs = x.round().to(torch.uint8)[:, 0, 0, 0].float() / 255
+    d = (torch.sigmoid(10 * (xs + 0.1 - 0.5)) - torch.sigmoid(10 * (xs - 0.5))).abs()
+    assert out["n_positives"] == [2, 0] and out["n_negatives"] == [1, 2]
+    assert out["prob_shift_on_positives"][0] == pytest.approx(float(d[[0, 2]].mean()), abs=1e-4)
+    assert out["prob_shift_on_negatives"][0] == pytest.approx(float(d[1]), abs=1e-4)
+    assert out["prob_shift_on_positives"][1] is None and out["prob_shift_on_negatives"][1] == 0.0

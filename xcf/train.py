@@ -268,10 +268,10 @@ def augment(x: Tensor, generator: torch.Generator, *, shift: float = 0.06, rotat
         bright = u(-exposure / 2, exposure / 2)[:, None, None, None]
         out = ((out.clamp(1e-6, 1) ** gamma - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
     if degrade > 0:
-        blur = (torch.rand(B, generator=generator) < degrade).float() * u(0, DEGRADE_MAX_BLUR).cpu()
-        noisy = (torch.rand(B, generator=generator) < degrade).float() * u(0, DEGRADE_MAX_NOISE).cpu()
-        out = gaussian_blur(out, blur.to(dev))
-        noise = torch.randn(out.shape, generator=generator).to(dev) * noisy.to(dev)[:, None, None, None]
+        blur = (torch.rand(B, generator=generator).to(dev) < degrade).float() * u(0, DEGRADE_MAX_BLUR)
+        noisy = (torch.rand(B, generator=generator).to(dev) < degrade).float() * u(0, DEGRADE_MAX_NOISE)
+        out = gaussian_blur(out, blur)
+        noise = torch.randn(out.shape, generator=generator).to(dev) * noisy[:, None, None, None]
         out = (out + noise).clamp(0, 1)
     return out
 
@@ -470,11 +470,15 @@ def degradation_shift(classifier, x_u8: Tensor, device: torch.device | str = "cp
 
 @torch.no_grad()
 def reconstruction_metrics(latent, x_u8: Tensor, device: torch.device, classifier=None,
-                           batch_size: int = 32) -> dict[str, float]:
+                           batch_size: int = 32, truth: Tensor | None = None) -> dict[str, Any]:
     """MSE, PSNR, SSIM of ``D(E(x))`` and, with a classifier, the probability shift
-    ``|p(x) - p(x_hat)|`` (mean over images and findings, and mean/max of the largest finding)."""
+    ``|p(x) - p(x_hat)|`` (mean over images and findings, per finding, median and max).
+
+    With ``truth`` (``(N, K)`` labels, 1 / 0 / NaN for unknown) the shift is also given per finding
+    on the images that have it (the ones a counterfactual explains) and on those that do not, with
+    the classifier's mean p and the count of each (``None`` where a group is empty)."""
     latent.eval()
-    mse, ss, shift_all, shift_max = [], [], [], []
+    mse, ss, shift_all, probs = [], [], [], []
     if classifier is not None:
         classifier.to(device).eval()
     for i in range(0, len(x_u8), batch_size):
@@ -483,18 +487,28 @@ def reconstruction_metrics(latent, x_u8: Tensor, device: torch.device, classifie
         mse.append(((xr - x) ** 2).flatten(1).mean(1).cpu())
         ss.append(ssim(xr, x).cpu())
         if classifier is not None:
-            d = (torch.sigmoid(classifier(xr)) - torch.sigmoid(classifier(x))).abs().cpu()
-            shift_all.append(d)
-            shift_max.append(d.max(1).values)
+            p = torch.sigmoid(classifier(x))
+            shift_all.append((torch.sigmoid(classifier(xr)) - p).abs().cpu())
+            probs.append(p.cpu())
     m = torch.cat(mse)
-    out = {"mse": round(float(m.mean()), 6), "psnr_db": round(float((10 * torch.log10(1 / m.clamp_min(1e-12))).mean()), 2),
-           "ssim": round(float(torch.cat(ss).mean()), 4)}
+    out: dict[str, Any] = {"mse": round(float(m.mean()), 6),
+                           "psnr_db": round(float((10 * torch.log10(1 / m.clamp_min(1e-12))).mean()), 2),
+                           "ssim": round(float(torch.cat(ss).mean()), 4)}
     if classifier is not None:
         d = torch.cat(shift_all)
         out["prob_shift_mean"] = round(float(d.mean()), 4)
         out["prob_shift_per_label"] = [round(float(v), 4) for v in d.mean(0)]
         out["prob_shift_median"] = round(float(d.median()), 4)
         out["prob_shift_max"] = round(float(d.max()), 4)
+        if truth is not None:
+            p = torch.cat(probs)
+            for name, value in (("positives", 1), ("negatives", 0)):
+                w = (truth == value).float()
+                n = w.sum(0)
+                for key, v in ((f"prob_shift_on_{name}", d), (f"p_mean_on_{name}", p)):
+                    out[key] = [round(float(a), 4) if k else None
+                                for a, k in zip((v * w).sum(0) / n.clamp_min(1), n)]
+                out[f"n_{name}"] = [int(k) for k in n]
     return out
 
 
