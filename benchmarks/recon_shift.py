@@ -13,6 +13,10 @@ Any pair from a weights folder (e.g. a candidate trained into a scratch folder) 
 `--weights DIR --classifier NAME --latent NAME` (names of manifest entries; either may be left to the
 pack's). It also prints the classifier's `degradation_shift`: how far a 1-px Gaussian blur or noise
 of standard deviation 0.02 moves it, a floor under what any reconstruction can reach.
+`--detail-sigma S` measures the latent model wrapped in `xcf_autoencoders.DetailLatent` (the
+input's detail finer than a Gaussian of S px passed around the bottleneck, without retraining):
+
+    python benchmarks/recon_shift.py --pack phantom --detail-sigma 2
 """
 
 from __future__ import annotations
@@ -37,12 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", help="weights folder of the pack and of --classifier / --latent (default: the shipped one)")
     p.add_argument("--classifier", help="manifest entry of the classifier (default: the pack's)")
     p.add_argument("--latent", help="manifest entry of the latent model (default: the pack's)")
+    p.add_argument("--detail-sigma", type=float, default=0.0,
+                   help="wrap the latent model in DetailLatent with this sigma (px; default 0: as it is)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     pack = xcf.load_pack(args.pack, args.weights)
     classifier = load_component(args.classifier, args.weights) if args.classifier else pack.classifier
     latent = load_component(args.latent, args.weights) if args.latent else pack.latent
+    if args.detail_sigma:
+        from xcf_autoencoders import DetailLatent
+
+        latent = DetailLatent(latent, args.detail_sigma)
     size = latent.input_size
     if args.data == "phantom":
         ds = PhantomDataset(500, seed=PHANTOM_TEST_SEED, size=size)
@@ -53,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     m["classifier_degradation_shift"] = degradation_shift(classifier, x)
     m.update(pack=args.pack, classifier=args.classifier or pack.entry["classifier"],
              latent=args.latent or pack.entry["latent"], weights=args.weights or "shipped",
-             data=args.data, n_test=len(x), labels=list(pack.labels))
+             detail_sigma=args.detail_sigma, data=args.data, n_test=len(x), labels=list(pack.labels))
     print(json.dumps(m, indent=1))
     return 0
 

@@ -12,11 +12,12 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from xcf_autoencoders import NARROW_WIDTHS, ConvVAE, SegNetAE, kl_divergence
+from xcf_autoencoders import NARROW_WIDTHS, ConvAE, ConvVAE, SegNetAE, kl_divergence
 from xcf_classifiers import CHEXPERT5, DenseNet121, imagenet_rgb, wrap_classifier, xrv_range
 from xcf_classifiers.wrap import WrappedClassifier
 
 import xcf
+from xcf import Latent
 from xcf.errors import ComponentError, ConfigError, WeightsError
 
 HAS_XRV = importlib.util.find_spec("torchxrayvision") is not None
@@ -126,6 +127,102 @@ def test_segnet_config_and_bad_sizes(narrow_segnet):
         SegNetAE(widths=(8, 16, 32))
     with pytest.raises(ValueError, match="divisible by 32"):
         narrow_segnet.encode(torch.rand(1, 1, 48, 48))
+
+
+# --------------------------------------------------------------------------------------------
+# detail_sigma: the input's fine detail passes the bottleneck in aux (conv-ae, segnet-ae)
+
+
+def _detail_models(sigma):
+    torch.manual_seed(0)
+    return [ConvAE(input_size=64, widths=(8, 16), latent_channels=4, detail_sigma=sigma).eval(),
+            SegNetAE(input_size=64, widths=NARROW_WIDTHS, detail_sigma=sigma).eval()]
+
+
+def _smooth_input(n=2, size=64):
+    """Mid-grey images with a little texture, so that no reconstruction reaches the [0, 1] clip."""
+    torch.manual_seed(1)
+    return 0.5 + 0.05 * torch.randn(n, 1, size, size)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.5])
+def test_detail_passes_fine_structure_and_edits_stay_coarse(sigma):
+    from xcf_autoencoders.detail import detail, lowpass
+
+    x = _smooth_input()
+    for ae in _detail_models(sigma):
+        plain = type(ae)(**{**ae.config(), "detail_sigma": 0.0}).eval()
+        plain.load_state_dict(ae.state_dict())
+        with torch.no_grad():
+            lat = ae.encode(x)
+            xr = ae.decode(lat)
+            coarse = plain.decode(plain.encode(x))
+            # the reconstruction is the plain model's output blurred, plus the input's own detail
+            torch.testing.assert_close(xr, lowpass(coarse, sigma) + detail(x, sigma), atol=1e-5, rtol=0)
+            # so it differs from the input only by a blurred error: no fine-scale error at all
+            assert (xr - x).abs().mean() < (coarse - x).abs().mean()
+            # an edit of z changes the image only by a blurred amount
+            z2 = lat.z + torch.randn_like(lat.z)
+            diff = ae.decode(lat.with_z(z2)) - xr
+            plain_diff = plain.decode(plain.encode(x).with_z(z2)) - coarse
+            torch.testing.assert_close(diff, lowpass(plain_diff, sigma), atol=1e-5, rtol=0)
+            assert diff.abs().sum() > 0
+
+
+def test_detail_aux_is_fixed_selectable_and_config_round_trips():
+    x = _smooth_input(3)
+    for ae in _detail_models(1.5):
+        assert ae.config()["detail_sigma"] == 1.5
+        again = type(ae)(**ae.config())
+        assert again.config() == ae.config()
+        with torch.no_grad():
+            lat = ae.encode(x)
+            full = ae.decode(lat)
+            part = ae.decode(lat.select(torch.tensor([2, 0])))
+        torch.testing.assert_close(part, full[[2, 0]], atol=1e-5, rtol=1e-4)
+        z = lat.z.clone().requires_grad_(True)
+        ae.decode(lat.with_z(z)).mean().backward()
+        assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+        # the decoder needs this image's detail; the plain latent is refused in one line
+        bare = lat.aux["indices"] if isinstance(ae, SegNetAE) else None
+        with pytest.raises(ValueError, match="detail") as info:
+            ae.decode(Latent(lat.z, bare))
+        assert "\n" not in str(info.value)
+
+
+def test_detail_latent_wrapper_equals_the_built_in_option():
+    from xcf_autoencoders import DetailLatent
+
+    x = _smooth_input(2)
+    for ae in _detail_models(2.0):
+        plain = type(ae)(**{**ae.config(), "detail_sigma": 0.0}).eval()
+        plain.load_state_dict(ae.state_dict())
+        wrapped = DetailLatent(plain, 2.0)
+        assert wrapped.input_size == ae.input_size
+        with torch.no_grad():
+            lat, wlat = ae.encode(x), wrapped.encode(x)
+            torch.testing.assert_close(wrapped.decode(wlat), ae.decode(lat))
+            z2 = lat.z + 0.5
+            torch.testing.assert_close(wrapped.decode(wlat.with_z(z2)), ae.decode(lat.with_z(z2)))
+        with pytest.raises(ValueError, match="detail"):
+            wrapped.decode(Latent(lat.z, None))
+    with pytest.raises(ConfigError, match="> 0"):
+        DetailLatent(plain, 0)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_detail_sigma_bad_values_are_one_line_config_errors(bad):
+    for cls, kw in [(ConvAE, {"widths": (8, 16)}), (SegNetAE, {"widths": NARROW_WIDTHS})]:
+        with pytest.raises(ConfigError, match="detail_sigma must be a finite number >= 0"):
+            cls(input_size=64, detail_sigma=bad, **kw)
+
+
+def test_detail_latent_explains_end_to_end():
+    torch.manual_seed(0)
+    clf = xcf.create("classifier", "small-cnn", labels=["a"], input_size=32, widths=[4, 8, 8, 8, 8])
+    ae = xcf.create("latent", "conv-ae", input_size=32, widths=[4, 8], latent_channels=4, detail_sigma=1.0)
+    res = xcf.explain(_smooth_input(1, 32)[0], "a", classifier=clf, latent=ae, steps=3, device="cpu")
+    assert res.counterfactual.shape[-2:] == (32, 32) and torch.isfinite(torch.as_tensor(res.counterfactual)).all()
 
 
 # --------------------------------------------------------------------------------------------

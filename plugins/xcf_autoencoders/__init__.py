@@ -5,18 +5,20 @@ from __future__ import annotations
 from xcf import hookimpl
 
 from .conv_ae import ConvAE
+from .detail import DetailLatent
 from .segnet import NARROW_WIDTHS, VGG16_WIDTHS, SegNetAE
 from .vae import ConvVAE, kl_divergence
 
-__all__ = ["ConvAE", "SegNetAE", "ConvVAE", "kl_divergence", "VGG16_WIDTHS", "NARROW_WIDTHS"]
+__all__ = ["ConvAE", "DetailLatent", "SegNetAE", "ConvVAE", "kl_divergence", "VGG16_WIDTHS", "NARROW_WIDTHS"]
 
 
 @hookimpl
 def xcf_register_latent_models(register) -> None:
     register("conv-ae", ConvAE,
-             description="plain convolutional autoencoder, everything in z (latent_channels x S/32 x S/32), no skips")
+             description="plain convolutional autoencoder, everything in z (latent_channels x S/2^n x S/2^n), no skips; "
+                         "detail_sigma=s passes the input's detail finer than a Gaussian of s px around z")
     register("segnet-ae", SegNetAE,
              description="the seed's SegNet autoencoder (Badrinarayanan et al. 2017): VGG-16 encoder, z 512 x S/32 x S/32 "
-                         "plus fixed max-pool indices; 29.5 M params (widths=(16, 32, 64, 128, 128): 1.8 M)")
+                         "plus fixed max-pool indices; 29.5 M params (widths=(16, 32, 64, 128, 128): 1.8 M); detail_sigma as conv-ae")
     register("vae", ConvVAE,
              description="convolutional VAE (Kingma & Welling 2014), spatial latent 16 x S/16 x S/16, encode() gives the mean")

@@ -1,4 +1,4 @@
-"""A plain convolutional autoencoder: all information passes through ``z``."""
+"""A plain convolutional autoencoder: all information passes through ``z`` (unless ``detail_sigma``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from xcf import Latent, LatentModel
+
+from .detail import check_sigma, detail, merge
 
 
 class ConvAE(LatentModel):
@@ -21,11 +23,16 @@ class ConvAE(LatentModel):
         input_size: Side length in pixels (divisible by ``2 ** len(widths)``).
         widths: Channels at each resolution, from the input down.
         latent_channels: Channels of ``z``.
+        detail_sigma: If > 0, the input's detail finer than this Gaussian (pixels) passes the
+            bottleneck unchanged in ``Latent.aux`` and the decoder only supplies the coarse image
+            (see :mod:`xcf_autoencoders.detail`); 0 (default): everything passes through ``z``
+            and ``aux`` is ``None``.
     """
 
     def __init__(self, input_size: int = 224, widths: Sequence[int] = (16, 32, 64, 128, 128),
-                 latent_channels: int = 64) -> None:
+                 latent_channels: int = 64, detail_sigma: float = 0.0) -> None:
         super().__init__()
+        self.detail_sigma = check_sigma("ConvAE", detail_sigma)
         self.input_size = int(input_size)
         self.widths = tuple(int(w) for w in widths)
         self.latent_channels = int(latent_channels)
@@ -47,11 +54,18 @@ class ConvAE(LatentModel):
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x: Tensor) -> Latent:
-        return Latent(self.encoder(x * 2 - 1))
+        z = self.encoder(x * 2 - 1)
+        return Latent(z, detail(x, self.detail_sigma)) if self.detail_sigma else Latent(z)
 
     def decode(self, latent: Latent) -> Tensor:
-        return torch.sigmoid(self.decoder(latent.z))
+        xr = torch.sigmoid(self.decoder(latent.z))
+        if not self.detail_sigma:
+            return xr
+        if not isinstance(latent.aux, Tensor) or latent.aux.shape != xr.shape:
+            raise ValueError(f"ConvAE(detail_sigma={self.detail_sigma}).decode needs latent.aux = the "
+                             f"(B, 1, S, S) detail tensor from encode(), got {type(latent.aux).__name__}")
+        return merge(xr, latent.aux, self.detail_sigma)
 
     def config(self) -> dict:
         return {"input_size": self.input_size, "widths": list(self.widths),
-                "latent_channels": self.latent_channels}
+                "latent_channels": self.latent_channels, "detail_sigma": self.detail_sigma}

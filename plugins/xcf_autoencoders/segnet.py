@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from xcf import Latent, LatentModel
 from xcf.errors import ConfigError
 
+from .detail import check_sigma, detail, merge
+
 __all__ = ["SegNetAE", "VGG16_WIDTHS", "NARROW_WIDTHS", "VGG16_DEPTHS"]
 
 #: Channels of the five blocks of VGG-16 (the seed's SegNet).
@@ -67,12 +69,17 @@ class SegNetAE(LatentModel):
         input_mean: Subtracted from the ``[0, 1]`` input before the encoder.
         input_std: The input is divided by it after subtracting ``input_mean``. The defaults
             (0, 1) feed ``[0, 1]`` unchanged, as the seed did.
+        detail_sigma: If > 0, the input's detail finer than this Gaussian (pixels) passes the
+            bottleneck unchanged and the decoder only supplies the coarse image (see
+            :mod:`xcf_autoencoders.detail`); ``aux`` is then ``{"indices": [...], "detail": d}``.
+            0 (default): the seed's model, ``aux`` the list of indices.
     """
 
     def __init__(self, input_size: int = 224, widths: Sequence[int] = VGG16_WIDTHS,
                  depths: Sequence[int] = VGG16_DEPTHS, input_mean: float = 0.0,
-                 input_std: float = 1.0) -> None:
+                 input_std: float = 1.0, detail_sigma: float = 0.0) -> None:
         super().__init__()
+        self.detail_sigma = check_sigma("SegNetAE", detail_sigma)
         self.widths = tuple(int(w) for w in widths)
         self.depths = tuple(int(d) for d in depths)
         if len(self.widths) != 5 or len(self.depths) != 5:
@@ -132,6 +139,8 @@ class SegNetAE(LatentModel):
         for block in self.encoder:
             h, idx = self.pool(block(h))
             indices.append(idx)
+        if self.detail_sigma:
+            return Latent(h, {"indices": indices, "detail": detail(x, self.detail_sigma)})
         return Latent(h, indices)
 
     def decode(self, latent: Latent) -> Tensor:
@@ -144,15 +153,23 @@ class SegNetAE(LatentModel):
         Returns:
             ``(B, 1, 32 s, 32 s)`` in ``[0, 1]``; differentiable in ``z``.
         """
-        indices = latent.aux
+        aux = latent.aux
+        if self.detail_sigma:
+            if not isinstance(aux, dict) or not isinstance(aux.get("detail"), Tensor):
+                raise ValueError(f"SegNetAE(detail_sigma={self.detail_sigma}).decode needs latent.aux = "
+                                 f"{{'indices': [5 index tensors], 'detail': tensor}} from encode()")
+            indices = aux.get("indices")
+        else:
+            indices = aux
         if not isinstance(indices, (list, tuple)) or len(indices) != 5:
             raise ValueError("SegNetAE.decode needs latent.aux = the five pooling index tensors from encode()")
         h = latent.z
         for block, idx in zip(self.decoder, reversed(indices)):
             h = block(self.unpool(h, idx))
-        return torch.sigmoid(self.head(h))
+        xr = torch.sigmoid(self.head(h))
+        return merge(xr, aux["detail"], self.detail_sigma) if self.detail_sigma else xr
 
     def config(self) -> dict:
         """Constructor arguments (for weight manifests)."""
         return {"input_size": self.input_size, "widths": list(self.widths), "depths": list(self.depths),
-                "input_mean": self.input_mean, "input_std": self.input_std}
+                "input_mean": self.input_mean, "input_std": self.input_std, "detail_sigma": self.detail_sigma}
