@@ -517,4 +517,3 @@ def test_rows_script_means_without_a_finding(rows_script, tmp_path, capsys):
         rows_script.main(["means", str(rows), "--exclude-finding", "nodule"])
     with pytest.raises(ConfigError, match="no column"):
         rows_script.main(["means", str(rows), "--columns", "realism"])
-

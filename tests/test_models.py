@@ -184,7 +184,7 @@ def test_detail_aux_is_fixed_selectable_and_config_round_trips():
         ae.decode(lat.with_z(z)).mean().backward()
         assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
         # the decoder needs this image's detail; the plain latent is refused in one line
-        bare = lat.aux["indices"] if isinstance(ae, SegNetAE) else None
+        bare = lat.aux["base"]
         with pytest.raises(ValueError, match="detail") as info:
             ae.decode(Latent(lat.z, bare))
         assert "\n" not in str(info.value)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from xcf import Latent, LatentModel
 
-from .detail import check_sigma, detail, merge
+from .detail import attach, check_sigma, detach_detail, finish
 
 
 class ConvAE(LatentModel):
@@ -25,8 +25,8 @@ class ConvAE(LatentModel):
         latent_channels: Channels of ``z``.
         detail_sigma: If > 0, the input's detail finer than this Gaussian (pixels) passes the
             bottleneck unchanged in ``Latent.aux`` and the decoder only supplies the coarse image
-            (see :mod:`xcf_autoencoders.detail`); 0 (default): everything passes through ``z``
-            and ``aux`` is ``None``.
+            (see :mod:`xcf_autoencoders.detail`; ``aux`` is then ``{"base": None, "detail": d}``);
+            0 (default): everything passes through ``z`` and ``aux`` is ``None``.
     """
 
     def __init__(self, input_size: int = 224, widths: Sequence[int] = (16, 32, 64, 128, 128),
@@ -54,17 +54,11 @@ class ConvAE(LatentModel):
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x: Tensor) -> Latent:
-        z = self.encoder(x * 2 - 1)
-        return Latent(z, detail(x, self.detail_sigma)) if self.detail_sigma else Latent(z)
+        return attach(Latent(self.encoder(x * 2 - 1)), x, self.detail_sigma)
 
     def decode(self, latent: Latent) -> Tensor:
-        xr = torch.sigmoid(self.decoder(latent.z))
-        if not self.detail_sigma:
-            return xr
-        if not isinstance(latent.aux, Tensor) or latent.aux.shape != xr.shape:
-            raise ValueError(f"ConvAE(detail_sigma={self.detail_sigma}).decode needs latent.aux = the "
-                             f"(B, 1, S, S) detail tensor from encode(), got {type(latent.aux).__name__}")
-        return merge(xr, latent.aux, self.detail_sigma)
+        base, d = detach_detail(latent, self.detail_sigma, "ConvAE")
+        return finish(torch.sigmoid(self.decoder(base.z)), d, self.detail_sigma)
 
     def config(self) -> dict:
         return {"input_size": self.input_size, "widths": list(self.widths),

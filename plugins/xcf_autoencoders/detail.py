@@ -56,6 +56,35 @@ def merge(coarse: Tensor, d: Tensor, sigma: float) -> Tensor:
     return (lowpass(coarse, sigma) + d).clamp(0, 1)
 
 
+def attach(latent: Latent, x: Tensor, sigma: float) -> Latent:
+    """``latent`` with the detail of ``x`` beside its own aux: ``aux = {"base": aux, "detail": d}``
+    (``latent`` itself when ``sigma`` is 0). The one aux layout of every model here with a detail path."""
+    return Latent(latent.z, {"base": latent.aux, "detail": detail(x, sigma)}) if sigma else latent
+
+
+def detach_detail(latent: Latent, sigma: float, owner: str) -> tuple[Latent, Tensor | None]:
+    """Undo :func:`attach`: the base model's latent and the detail (``None`` when ``sigma`` is 0).
+    A latent without the detail is refused with a one-line ``ValueError`` naming ``owner``."""
+    if not sigma:
+        return latent, None
+    aux = latent.aux
+    if not isinstance(aux, dict) or not isinstance(aux.get("detail"), Tensor):
+        raise ValueError(f"{owner}(detail_sigma={sigma}).decode needs latent.aux = {{'base': ..., 'detail': "
+                         f"(B, 1, S, S) tensor}} from its encode(), got {type(aux).__name__}")
+    return Latent(latent.z, aux.get("base")), aux["detail"]
+
+
+def finish(xr: Tensor, d: Tensor | None, sigma: float) -> Tensor:
+    """The decoder's output ``xr`` merged with the detail ``d`` (``xr`` itself when there is none);
+    a detail of another shape (another image's, another batch's) is a one-line ``ValueError``."""
+    if d is None:
+        return xr
+    if d.shape != xr.shape:
+        raise ValueError(f"the latent's detail has shape {tuple(d.shape)}, the decoded batch {tuple(xr.shape)}: "
+                         "decode a latent with the detail its own encode() gave")
+    return merge(xr, d, sigma)
+
+
 class DetailLatent(LatentModel):
     """Any latent model with the input's fine detail passed around its bottleneck.
 
@@ -75,11 +104,8 @@ class DetailLatent(LatentModel):
         self.input_size = model.input_size
 
     def encode(self, x: Tensor) -> Latent:
-        lat = self.model.encode(x)
-        return Latent(lat.z, {"base": lat.aux, "detail": detail(x, self.sigma)})
+        return attach(self.model.encode(x), x, self.sigma)
 
     def decode(self, latent: Latent) -> Tensor:
-        aux = latent.aux
-        if not isinstance(aux, dict) or not isinstance(aux.get("detail"), Tensor):
-            raise ValueError("DetailLatent.decode needs latent.aux = {'base': ..., 'detail': tensor} from encode()")
-        return merge(self.model.decode(Latent(latent.z, aux.get("base"))), aux["detail"], self.sigma)
+        base, d = detach_detail(latent, self.sigma, "DetailLatent")
+        return finish(self.model.decode(base), d, self.sigma)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from xcf import Latent, LatentModel
 from xcf.errors import ConfigError
 
-from .detail import check_sigma, detail, merge
+from .detail import attach, check_sigma, detach_detail, finish
 
 __all__ = ["SegNetAE", "VGG16_WIDTHS", "NARROW_WIDTHS", "VGG16_DEPTHS"]
 
@@ -71,7 +71,7 @@ class SegNetAE(LatentModel):
             (0, 1) feed ``[0, 1]`` unchanged, as the seed did.
         detail_sigma: If > 0, the input's detail finer than this Gaussian (pixels) passes the
             bottleneck unchanged and the decoder only supplies the coarse image (see
-            :mod:`xcf_autoencoders.detail`); ``aux`` is then ``{"indices": [...], "detail": d}``.
+            :mod:`xcf_autoencoders.detail`); ``aux`` is then ``{"base": [the indices], "detail": d}``.
             0 (default): the seed's model, ``aux`` the list of indices.
     """
 
@@ -139,9 +139,7 @@ class SegNetAE(LatentModel):
         for block in self.encoder:
             h, idx = self.pool(block(h))
             indices.append(idx)
-        if self.detail_sigma:
-            return Latent(h, {"indices": indices, "detail": detail(x, self.detail_sigma)})
-        return Latent(h, indices)
+        return attach(Latent(h, indices), x, self.detail_sigma)
 
     def decode(self, latent: Latent) -> Tensor:
         """Decode with the latent's pooling indices.
@@ -153,21 +151,14 @@ class SegNetAE(LatentModel):
         Returns:
             ``(B, 1, 32 s, 32 s)`` in ``[0, 1]``; differentiable in ``z``.
         """
-        aux = latent.aux
-        if self.detail_sigma:
-            if not isinstance(aux, dict) or not isinstance(aux.get("detail"), Tensor):
-                raise ValueError(f"SegNetAE(detail_sigma={self.detail_sigma}).decode needs latent.aux = "
-                                 f"{{'indices': [5 index tensors], 'detail': tensor}} from encode()")
-            indices = aux.get("indices")
-        else:
-            indices = aux
+        base, d = detach_detail(latent, self.detail_sigma, "SegNetAE")
+        indices = base.aux
         if not isinstance(indices, (list, tuple)) or len(indices) != 5:
             raise ValueError("SegNetAE.decode needs latent.aux = the five pooling index tensors from encode()")
-        h = latent.z
+        h = base.z
         for block, idx in zip(self.decoder, reversed(indices)):
             h = block(self.unpool(h, idx))
-        xr = torch.sigmoid(self.head(h))
-        return merge(xr, aux["detail"], self.detail_sigma) if self.detail_sigma else xr
+        return finish(torch.sigmoid(self.head(h)), d, self.detail_sigma)
 
     def config(self) -> dict:
         """Constructor arguments (for weight manifests)."""
