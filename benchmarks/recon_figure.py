@@ -11,6 +11,14 @@ image), where grain, blur or lost rib edges show. README's figure:
         --pack pneumonia --out docs/pneumonia-reconstructions.png
         --latents "shipped segnet-ae=pneumonia-segnet-ae" "conv-ae, detail_sigma 2=pneumonia-conv-ae"
 
+An image is a file, or ``phantom:SEED:FINDING`` for the generated phantom of that seed with that
+finding alone (``xcf.data.phantoms.generate_case``; titles then give p of that finding). The phantom
+figure:
+
+    python benchmarks/recon_figure.py phantom:1003:Nodule phantom:1001:"Pleural Effusion"
+        --pack phantom --crop 40 100 64 --out docs/phantom-reconstructions.png
+        --latents "detail_sigma 1.5 (shipped)=phantom-segnet-ae"
+
 A latent is ``TITLE=NAME`` (a manifest entry of ``--weights``, default the shipped folder);
 the classifier is the pack's.
 """
@@ -29,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import xcf
+    from xcf.data.phantoms import generate_case
     from xcf.imageio import load_image
     from xcf.packs import load_component
 
@@ -56,13 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     fig, axes = plt.subplots(2 * len(args.images), ncol, figsize=(2.6 * ncol, 5.4 * len(args.images)), squeeze=False)
     with torch.no_grad():
         for r, path in enumerate(args.images):
-            x = load_image(path, size=size).reshape(1, 1, size, size)
-            p_in = torch.sigmoid(clf(x))[0, 0].item()
+            k = 0  # the probability shown: the pack's first finding, or the phantom's
+            if path.startswith("phantom:"):
+                _, seed, finding = (path.split(":", 2) + [""])[:3]
+                if not seed.isdigit() or finding.lower() not in [lab.lower() for lab in pack.labels]:
+                    p.error(f"{path!r}: a phantom is phantom:SEED:FINDING with FINDING one of {', '.join(pack.labels)}")
+                k = [lab.lower() for lab in pack.labels].index(finding.lower())
+                x = generate_case(int(seed), [pack.labels[k]], size=size).image.reshape(1, 1, size, size)
+            else:
+                x = load_image(path, size=size).reshape(1, 1, size, size)
+            p_in = torch.sigmoid(clf(x))[0, k].item()
             cols = [("input", x, f"p {p_in:.3f}")]
             for title, lat in models:
                 xr = lat.decode(lat.encode(x)).clamp(0, 1)
                 psnr = -10 * torch.log10(((xr - x) ** 2).mean()).item()
-                p_r = torch.sigmoid(clf(xr))[0, 0].item()
+                p_r = torch.sigmoid(clf(xr))[0, k].item()
                 cols.append((title, xr, f"{psnr:.1f} dB, p {p_r:.3f}"))
             for c, (title, img, note) in enumerate(cols):
                 a = img[0, 0].numpy()
@@ -75,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 for ax in (top, zoom):
                     ax.set_xticks([])
                     ax.set_yticks([])
-            axes[2 * r, 0].set_ylabel(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1], fontsize=7)
+            axes[2 * r, 0].set_ylabel("/".join(path.rsplit("/", 2)[-2:]), fontsize=7)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")

@@ -11,6 +11,8 @@ per role, by a rule fixed before the run:
   the target when that shift is below ``--baseline-shift`` (the shipped pair's shift against the
   classifier shipped *now*, measured by benchmarks/recon_shift.py - the manifest's own figure may be
   against an earlier classifier) or when ``--classifier-changed`` says the shipped pair is stale.
+- ``--pick NAME --why TEXT`` replaces the rule with a choice made on other measurements (e.g. the
+  counterfactual benchmark); the reason is recorded with the candidates' metrics.
 
 The winner's file is renamed to the target's, its manifest entry takes the target's name (the
 recorded command's ``--name`` with it: the name does not enter training, so the command reproduces
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-shift", type=float, help="shipped pair's shift against the current classifier")
     p.add_argument("--max-psnr-loss", type=float, default=1.0)
     p.add_argument("--classifier-changed", action="store_true")
+    p.add_argument("--pick", help="candidate to ship whatever the rule says (needs --why)")
+    p.add_argument("--why", help="the measurement behind --pick, recorded in the manifest")
     from xcf.train import edit_manifest
 
     args = p.parse_args(argv)
@@ -91,14 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     if not (wdir / "manifest.json").is_file():
         p.error(f"{wdir / 'manifest.json'} does not exist; --weights must be a folder `xcf train` wrote")
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]
+    if args.pick is not None and (args.pick not in names or not args.why):
+        p.error(f"--pick must name one of --candidates ({', '.join(names)}) and come with --why")
     with edit_manifest(wdir) as data:
         weights = data["weights"]
         target = weights.get(args.target)
         cands = {n: weights[n] for n in names if n in weights and (wdir / weights[n]["file"]).is_file()}
         missing = [n for n in names if n not in cands]
-        win, why = choose(args.role, target, cands, baseline_shift=args.baseline_shift,
-                          max_psnr_loss=args.max_psnr_loss, classifier_changed=args.classifier_changed)
-        record = {"rule": f"{args.role} rule of benchmarks/select_weights.py ({why})",
+        if args.pick is not None:
+            if args.pick not in cands:
+                p.error(f"candidate {args.pick!r} has no entry or no file in {wdir}")
+            win, why = args.pick, f"picked by hand: {args.why}"
+            rule = f"--pick of benchmarks/select_weights.py ({why})"
+        else:
+            win, why = choose(args.role, target, cands, baseline_shift=args.baseline_shift,
+                              max_psnr_loss=args.max_psnr_loss, classifier_changed=args.classifier_changed)
+            rule = f"{args.role} rule of benchmarks/select_weights.py ({why})"
+        record = {"rule": rule,
                   "candidates": {n: _summary(e, args.role) for n, e in cands.items()},
                   "unfinished": missing,
                   "previous": _summary(target, args.role) if target is not None else None}

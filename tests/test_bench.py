@@ -482,6 +482,25 @@ def test_select_weights_keeps_the_shipped_model_when_no_candidate_beats_it(selec
     assert json.loads(capsys.readouterr().out)["winner"] == "ae-a"
 
 
+def test_select_weights_pick_ships_the_named_candidate_and_records_why(select_script, tmp_path, capsys):
+    import json
+
+    w = tmp_path / "w"
+    _write_weights(w, {"ae": _ae_entry("ae", 0.01, 20.0), "ae-a": _ae_entry("ae-a", 0.02, 20.0)})
+    assert select_script.main(["latent", "--weights", str(w), "--target", "ae", "--candidates", "ae-a",
+                               "--pick", "ae-a", "--why", "flips more findings"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["winner"] == "ae-a" and said["why"] == "picked by hand: flips more findings"
+    entry = json.loads((w / "manifest.json").read_text())["weights"]["ae"]
+    assert (w / "ae.safetensors").read_text() == "ae-a"
+    assert "flips more findings" in entry["selection"]["rule"]
+    assert entry["selection"]["previous"]["prob_shift_mean"] == 0.01
+    with pytest.raises(SystemExit):  # --pick without --why, or naming no candidate
+        select_script.main(["latent", "--weights", str(w), "--target", "ae", "--candidates", "ae-b",
+                            "--pick", "ae-b"])
+    assert "--pick must name one of --candidates" in capsys.readouterr().err
+
+
 def test_rows_script_compares_two_methods_film_by_film(rows_script, tmp_path, capsys):
     from xcf.errors import ConfigError
 

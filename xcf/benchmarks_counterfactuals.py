@@ -165,6 +165,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("fast-lr3", "'fast-fp32' at lr 3.0", config={**_FAST_FP32, "lr": 3.0}),
     Method("fast-s8", "preset 'fast' with every region level at lr 1 (level_lr_scale 1; the preset "
                       "until session 9 of 2026-11-27)", config={**PRESETS["fast"], "level_lr_scale": 1.0}),
+    Method("fast-lr05", "preset 'fast' at lr 0.5 (the region levels at 0.5, 0.75, ...)",
+           config={**PRESETS["fast"], "lr": 0.5}),
+    Method("fast-lr025", "preset 'fast' at lr 0.25", config={**PRESETS["fast"], "lr": 0.25}),
     Method("fast-lrscale2", "preset 'fast' with level_lr_scale 2 (lr 1, 2, 4, 8 over the region "
                             "levels; the preset's is 1.5)", config={**PRESETS["fast"], "level_lr_scale": 2.0}),
     Method("early-stop", "ExplainConfig.preset('early-stop'): the seed's method stopped at p < 0.5 "
