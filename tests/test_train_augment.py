@@ -30,6 +30,23 @@ def test_gaussian_blur_per_image_sigma():
     assert out.mean().item() == pytest.approx(x.mean().item(), abs=5e-3)
 
 
+def test_gaussian_blur_scalar_sigma_radius_and_padding():
+    from xcf.explainer import feather_mask
+    from xcf.filters import gaussian_blur as blur
+
+    x = torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(blur(x, 1.5), blur(x, torch.tensor([1.5, 1.5])))  # one sigma for all
+    flat = torch.ones(1, 1, 16, 16)
+    for padding in ("reflect", "replicate"):  # a constant image stays constant up to the border
+        torch.testing.assert_close(blur(flat, 2.0, padding=padding), flat)
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., :, :4] = 1.0  # a region touching the border: replicate padding keeps it whole there
+    f = feather_mask(m, 2.0)
+    assert torch.equal(f[..., :, :4], m[..., :, :4]) and 0 < f[0, 0, 8, 5] < 1 and f[0, 0, 8, 15] < 0.01
+    with pytest.raises(RuntimeError):  # reflect cannot pad by more than the image
+        blur(torch.rand(1, 1, 4, 4), 1.0, radius=5)
+
+
 def test_augment_degrade_blurs_and_adds_noise_only_when_asked():
     x = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     still = dict(shift=0.0, rotate=0.0, scale=0.0, exposure=0.0)

@@ -51,6 +51,7 @@ try:  # POSIX: serialize manifest updates of concurrent trainings
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 from .errors import ConfigError, DataError
+from .filters import gaussian_blur
 from .interfaces import Latent
 from .metrics import roc_auc, ssim
 
@@ -220,21 +221,6 @@ def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: 
 #: standard deviation up to this many pixels, and additive Gaussian noise up to this standard deviation.
 DEGRADE_MAX_BLUR = 1.5
 DEGRADE_MAX_NOISE = 0.03
-
-
-def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
-    """Blur each image of ``x`` ``(B, 1, H, W)`` with its own Gaussian standard deviation ``sigma``
-    ``(B,)`` in pixels (separable, reflect padding; a sigma of 0 leaves the image unchanged)."""
-    B, _, H, W = x.shape
-    r = max(1, math.ceil(3 * float(sigma.max()))) if len(sigma) else 1
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    s = sigma.to(x).clamp_min(1e-3)[:, None]
-    k = torch.exp(-0.5 * (t[None] / s) ** 2)
-    k = k / k.sum(1, keepdim=True)
-    h = F.pad(x.reshape(1, B, H, W), (r, r, r, r), mode="reflect")
-    h = F.conv2d(h, k[:, None, None, :], groups=B)
-    h = F.conv2d(h, k[:, None, :, None], groups=B)
-    return h.reshape(B, 1, H, W)
 
 
 def augment(x: Tensor, generator: torch.Generator, *, shift: float = 0.06, rotate: float = 6.0,

@@ -41,9 +41,9 @@ def check_sigma(name: str, sigma: float) -> float:
 
 def lowpass(x: Tensor, sigma: float) -> Tensor:
     """``G_sigma(x)``: each image of ``(B, 1, H, W)`` blurred by a Gaussian of ``sigma`` pixels."""
-    from xcf.train import gaussian_blur
+    from xcf.filters import gaussian_blur
 
-    return gaussian_blur(x, x.new_full((x.shape[0],), sigma))
+    return gaussian_blur(x, sigma)
 
 
 def detail(x: Tensor, sigma: float) -> Tensor:
