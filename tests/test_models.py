@@ -225,6 +225,58 @@ def test_detail_latent_explains_end_to_end():
     assert res.counterfactual.shape[-2:] == (32, 32) and torch.isfinite(torch.as_tensor(res.counterfactual)).all()
 
 
+def test_detail_gate_starts_at_the_model_and_can_only_remove_the_input_detail():
+    from xcf.detail_gate import DetailGate
+
+    x = _smooth_input(2)
+    for ae in _detail_models(2.0):
+        gated = DetailGate(ae).eval()
+        with torch.no_grad():
+            lat, glat = ae.encode(x), gated.encode(x)
+            assert glat.z.shape == (2, lat.z[0].numel() + 64 * 64)
+            torch.testing.assert_close(gated.decode(glat), ae.decode(lat))  # gate 1: the model
+            n = lat.z[0].numel()
+            z = glat.z.clone()
+            z[:, :n] += 0.3  # an edit of z, and the gate closed on the left half, pushed past 0
+            z[:, n:].view(2, 64, 64)[:, :, :32] = -1.0
+            out = gated.decode(glat.with_z(z))
+            coarse = ae.decode(Latent(lat.z + 0.3, {**lat.aux, "detail": torch.zeros_like(x)}))
+            ref = ae.decode(lat.with_z(lat.z + 0.3))
+            # left half: the blurred decoder output alone (the detail removed); right: unchanged
+            torch.testing.assert_close(out[..., :32], coarse[..., :32])
+            assert not torch.allclose(out[..., :32], ref[..., :32])  # and the detail was there
+            torch.testing.assert_close(out[..., 32:], ref[..., 32:])
+            sel = glat.select([1])  # the gate travels with z, the model's aux is indexed as before
+            torch.testing.assert_close(gated.decode(sel), ae.decode(lat.select([1])))
+
+
+def test_detail_gate_is_searched_and_refused_for_a_latent_without_detail():
+    from xcf.detail_gate import DetailGate
+
+    torch.manual_seed(0)
+    clf = xcf.create("classifier", "small-cnn", labels=["a"], input_size=32, widths=[4, 8, 8, 8, 8])
+    ae = xcf.create("latent", "conv-ae", input_size=32, widths=[4, 8], latent_channels=4, detail_sigma=1.0)
+    x = _smooth_input(1, 32)[0]
+    a = xcf.explain(x, "a", classifier=clf, latent=ae, steps=5, device="cpu", lr=0.5)
+    b = xcf.explain(x, "a", classifier=clf, latent=ae, steps=5, device="cpu", lr=0.5, detail_gate=True)
+    torch.testing.assert_close(b.reconstruction, a.reconstruction)  # the same start
+    assert not torch.equal(b.counterfactual, a.counterfactual)  # the gate moved too
+    assert b.config["detail_gate"] is True and a.config["detail_gate"] is False
+    plain = xcf.create("latent", "conv-ae", input_size=32, widths=[4, 8], latent_channels=4)
+    with pytest.raises(ConfigError, match=r"detail_gate=True needs a latent model that passes the input's detail"):
+        xcf.explain(x, "a", classifier=clf, latent=plain, steps=2, device="cpu", detail_gate=True)
+    with pytest.raises(ConfigError, match="detail_gate"):
+        DetailGate(plain).encode(x[None])
+    # "auto": gates a latent with detail, searches z alone otherwise
+    c = xcf.explain(x, "a", classifier=clf, latent=ae, steps=5, device="cpu", lr=0.5, detail_gate="auto")
+    torch.testing.assert_close(c.counterfactual, b.counterfactual)
+    d = xcf.explain(x, "a", classifier=clf, latent=plain, steps=5, device="cpu", lr=0.5, detail_gate="auto")
+    e = xcf.explain(x, "a", classifier=clf, latent=plain, steps=5, device="cpu", lr=0.5)
+    torch.testing.assert_close(d.counterfactual, e.counterfactual)
+    with pytest.raises(ConfigError, match="detail_gate"):
+        xcf.ExplainConfig.build(detail_gate="sometimes")
+
+
 # --------------------------------------------------------------------------------------------
 # vae
 

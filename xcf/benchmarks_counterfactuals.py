@@ -170,6 +170,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("fast-lr025", "preset 'fast' at lr 0.25", config={**PRESETS["fast"], "lr": 0.25}),
     Method("fast-lrscale2", "preset 'fast' with level_lr_scale 2 (lr 1, 2, 4, 8 over the region "
                             "levels; the preset's is 1.5)", config={**PRESETS["fast"], "level_lr_scale": 2.0}),
+    Method("seed-gate", "the seed's method with detail_gate=True: a per-pixel gate on the latent "
+                        "model's pass-around detail is searched with z (xcf.detail_gate)",
+           config={"detail_gate": True}),
+    Method("fast-gate", "preset 'fast' with detail_gate=True", config={**PRESETS["fast"], "detail_gate": True}),
+    Method("local-gate", "preset 'local' with detail_gate=True", config={**PRESETS["local"], "detail_gate": True}),
     Method("early-stop", "ExplainConfig.preset('early-stop'): the seed's method stopped at p < 0.5 "
                          "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",

@@ -93,6 +93,13 @@ class ExplainConfig(BaseModel):
         prune_shares: After the search, keep only the pixels holding this share of the L1 change
             (``|cf - start|``, feathered), trying the shares in increasing order and keeping the first
             whose result is still valid; the region shown becomes those pixels. ``None``: no pruning.
+        detail_gate: With a latent model that passes the input's detail around ``z``
+            (``detail_sigma > 0``): also search a gate in [0, 1] per pixel on that detail (1 at the
+            start), so that the change can lower a finding's own sharp edges, which ``z`` cannot
+            reach; it removes detail the film has and never draws any (:mod:`xcf.detail_gate`).
+            ``False`` (default): the detail stays fixed, as in the seed's method. ``True`` refuses
+            any other latent model with a one-line error; ``"auto"`` gates when the latent model
+            has such detail and searches ``z`` alone when it has not.
         region_fallback: A second saliency method (registered name): images that have not flipped
             at any of ``region_thresholds`` are searched again, level by level, in *its* regions
             (e.g. ``"gradcam++"`` after the gradient's regions, for diffuse findings). ``None``: no
@@ -156,6 +163,7 @@ class ExplainConfig(BaseModel):
     prune_shares: tuple[float, ...] | None = None
     saliency: str | None = None
     region_fallback: str | None = None
+    detail_gate: bool | Literal["auto"] = False
     level_steps: int | None = Field(None, ge=1, le=100_000)
     level_warm_start: bool = False
     level_lr_scale: float = Field(1.0, gt=0, le=100)

@@ -373,6 +373,12 @@ class Explainer:
         differentiates :meth:`_search_models`."""
         models = self._search_models()
         cfg = self.config
+        if cfg.detail_gate:  # z gains a gate on the input's detail (xcf.detail_gate)
+            from .detail_gate import DetailGate, has_detail
+
+            if cfg.detail_gate is True or has_detail(z0, x.shape[-1]):
+                gated = DetailGate(models[1])
+                models, z0 = (models[0], gated), gated.lift(z0)
         B = x.shape[0]
         levels = list(cfg.region_thresholds) if cfg.region_thresholds else [cfg.mask_threshold]
         runs = _Runs(x, p0)
@@ -527,14 +533,9 @@ def feather_mask(mask: Tensor, sigma: float) -> Tensor:
     """
     if sigma <= 0:
         return mask
-    r = max(1, int(round(3 * sigma)))
-    ax = torch.arange(-r, r + 1, device=mask.device, dtype=mask.dtype)
-    g = torch.exp(-(ax**2) / (2 * sigma**2))
-    g = g / g.sum()
-    out = torch.nn.functional.conv2d(torch.nn.functional.pad(mask, (r, r, 0, 0), mode="replicate"),
-                                     g.view(1, 1, 1, -1))
-    out = torch.nn.functional.conv2d(torch.nn.functional.pad(out, (0, 0, r, r), mode="replicate"),
-                                     g.view(1, 1, -1, 1))
+    from .filters import gaussian_blur
+
+    out = gaussian_blur(mask, sigma, radius=max(1, int(round(3 * sigma))), padding="replicate")
     return torch.maximum(mask, (2 * out).clamp(0, 1))
 
 
