@@ -128,9 +128,11 @@ _LOCAL_GRADIENT = {**PRESETS["local"], "region_fallback": None, "classification_
 #: Every named method, in table order.
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("seed", "the seed's method: Grad-CAM++ mask > 0.5, masked-l2 (outside x1e5), pack latent, "
-                   "Adam lr 0.1"),
+                   "Adam lr 0.1 (with a latent that passes the detail around z, the detail gated: "
+                   "detail_gate='auto', the default)"),
     Method("latent-shift", "baseline, Latent Shift (Cohen et al. 2021): one gradient of p(target) in "
-                           "the latent, line search, no mask", config={"method": "latent-shift"}),
+                           "the latent, line search, no mask (the latent model's own z: detail_gate "
+                           "off)", config={"method": "latent-shift", "detail_gate": False}),
     Method("global", "baseline: the seed's optimizer without locality (global L2, mask = everything)",
            locality="global"),
     Method("pixel", "baseline: the seed's objective optimized on the pixels (no latent model)",
@@ -170,11 +172,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("fast-lr025", "preset 'fast' at lr 0.25", config={**PRESETS["fast"], "lr": 0.25}),
     Method("fast-lrscale2", "preset 'fast' with level_lr_scale 2 (lr 1, 2, 4, 8 over the region "
                             "levels; the preset's is 1.5)", config={**PRESETS["fast"], "level_lr_scale": 2.0}),
-    Method("seed-gate", "the seed's method with detail_gate=True: a per-pixel gate on the latent "
-                        "model's pass-around detail is searched with z (xcf.detail_gate)",
-           config={"detail_gate": True}),
-    Method("fast-gate", "preset 'fast' with detail_gate=True", config={**PRESETS["fast"], "detail_gate": True}),
-    Method("local-gate", "preset 'local' with detail_gate=True", config={**PRESETS["local"], "detail_gate": True}),
+    Method("seed-nogate", "the seed's method with the latent model's pass-around detail fixed "
+                          "(detail_gate=False; the default until session 12)",
+           config={"detail_gate": False}),
+    Method("fast-nogate", "preset 'fast' with detail_gate=False (the preset until session 12)",
+           config={**PRESETS["fast"], "detail_gate": False}),
+    Method("local-nogate", "preset 'local' with detail_gate=False (the preset until session 12)",
+           config={**PRESETS["local"], "detail_gate": False}),
     Method("early-stop", "ExplainConfig.preset('early-stop'): the seed's method stopped at p < 0.5 "
                          "(preset 'fast' until 2026-11-26)", config=PRESETS["early-stop"]),
     Method("preset-local", "ExplainConfig.preset('local'), exactly (early stopping included)",

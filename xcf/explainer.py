@@ -376,7 +376,8 @@ class Explainer:
         if cfg.detail_gate:  # z gains a gate on the input's detail (xcf.detail_gate)
             from .detail_gate import DetailGate, has_detail
 
-            if cfg.detail_gate is True or has_detail(z0, x.shape[-1]):
+            # "auto" leaves the Latent Shift baseline as published (the model's own z)
+            if cfg.detail_gate is True or (cfg.method != "latent-shift" and has_detail(z0, x.shape[-1])):
                 gated = DetailGate(models[1])
                 models, z0 = (models[0], gated), gated.lift(z0)
         B = x.shape[0]
