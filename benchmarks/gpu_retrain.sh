@@ -18,7 +18,10 @@
 # the staging of .devdata and .whl; the tool's 64 MiB limit leaves room for --limit 640):
 #   PNEUMONIA=.devdata/kermany-pneumonia-224 XCF="python3 -m xcf.cli" OUT=$OUT bash benchmarks/gpu_retrain.sh
 # PARTS picks the packs (default "phantom"; "pneumonia-bench" runs the matrix of the shipped pneumonia
-# pack, conv-ae with detail_sigma 2, from the start, with fast at lr 0.5 / 0.25 beside it; "pneumonia" retrains the segnet-ae of the
+# pack, conv-ae with detail_sigma 2, from the start, with fast at lr 0.5 / 0.25 beside it;
+# "phantom-bench" runs the shipped phantom pack's matrix without training - since session 12 both
+# with the detail gate, the default, and the next GPU session's job: PARTS="phantom-bench
+# pneumonia-bench"; "pneumonia" retrains the segnet-ae of the
 # `pneumonia-segnet` pack, the pneumonia pack until session 11, whose conv-ae with detail_sigma 2
 # already meets the shift goal on this CPU); SMALL=1 runs the same steps at toy sizes on
 # the CPU (to check the script).
@@ -54,7 +57,7 @@ else
   PH_CLS=12000; E_CLS=5; PH_AE=3000; E_AE=5; PN_LIMIT=640; E_PN=25; BENCH="--n 200 --batch-size 100"
   PN_BENCH="--batch-size 100"
 fi
-G1=seed,latent-shift,global,pixel,preset-fast,preset-local
+G1=seed,latent-shift,global,pixel,preset-fast,preset-local,seed-nogate
 G2=residual,region,blend,residual-region,blend-region,early-stop,fast-restart,fast-unbudgeted,fast-lr2
 G3=local-gradient,local-gradcam,local-input,local-fallback,local-prune,gradcam,hirescam,masked-l1,soft-mask,integrated-gradients
 
@@ -75,6 +78,13 @@ has pneumonia-bench && for g in 1 2 3; do
   eval "m=\$P$g"
   step "bench-pneumonia-conv-$g" "$(left)" $XCF bench counterfactuals --data "$PN" --split test --target pneumonia \
     --pack pneumonia $PN_BENCH --device "$DEV" --threads 2 --methods "$m" --out "$OUT/r/bench-pneumonia-conv-$g" &
+done
+
+# -- phantom-bench: the shipped phantom pack's matrix, no training ---------------------------------
+has phantom-bench && for g in 1 2 3; do
+  eval "m=\$G$g"
+  step "bench-phantom-only-$g" "$(left)" $XCF bench counterfactuals $BENCH --device "$DEV" --threads 2 \
+    --methods "$m" --out "$OUT/r/bench-phantom-only-$g" &
 done
 
 # -- pneumonia: three autoencoder recipes, then its matrix ------------------------------------------
