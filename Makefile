@@ -32,8 +32,9 @@ clean:
 # (which also says where each ran: the pneumonia small-cnn and conv-ae on this 2-core CPU, the rest
 # on a GPU; `--device auto`, the default, takes a GPU when there is one). The phantom classifier and
 # autoencoder were trained on an H200 in session 12 (benchmarks/gpu_retrain.sh: the autoencoder is
-# its detail_sigma 2 recipe, picked by benchmarks/select_weights.py); on this CPU
-# the 5-epoch classifier alone would take about 87 min (3 epochs took 52 min in session 2).
+# its detail_sigma 2 recipe, picked by benchmarks/select_weights.py); on this CPU the 5-epoch
+# classifier alone would take about 45 min (docs/results/cpu-train-phantom-s12.md: 40-44 ms per phantom
+# and epoch, measured on a shorter run).
 # Reads ../shared/data/kermany-pneumonia-224 in place. The GPU session that trained the others and
 # ran the GPU benchmarks is benchmarks/gpu_session.sh. The pneumonia pack's latent model is the
 # conv-ae trained last (the segnet-ae before it is the latent of the `pneumonia-segnet` pack, a
