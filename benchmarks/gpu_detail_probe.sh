@@ -17,7 +17,6 @@ mkdir -p "$OUT/r"
 export XCF_WEIGHTS_DIR=$PWD/weights PYTHONUNBUFFERED=1 TQDM_DISABLE=1 OMP_NUM_THREADS=2
 LOG=$OUT/log.txt
 T0=$(date +%s)
-left() { local l=$(( DEADLINE - ($(date +%s) - T0) )); [ $l -lt 5 ] && l=5; echo $l; }
 if [ "${SMALL:-0}" = 1 ]; then N_AE=100; E_AE=1; BENCH="--n 2 --steps 3 --batch-size 2"
 else N_AE=3000; E_AE=5; BENCH="--n 100 --batch-size 100"; fi
 . "$(dirname "$0")/gpu_lib.sh"

@@ -1,12 +1,16 @@
 # Shared by benchmarks/gpu_session.sh and benchmarks/gpu_retrain.sh (sourced, not run): the step
 # runner, the part filter and the packing of results into $OUT, where the device tool fetches them.
-# The sourcing script sets OUT, LOG, PARTS and T0 first.
+# The sourcing script sets OUT, LOG, PARTS, T0 (and DEADLINE, for `left`) first.
 # Everything a run makes goes into $OUT as at most three files (the device tool returns at most 8):
 #   results.tgz  every step's log and output folder ($OUT/r);
 #   weights.tar  weights/manifest.json and every weights/*.safetensors written during the run;
 #   log.txt      one line per step start and end, with its exit status.
 # A background packer repeats the packing every 30 s, so a run cut off by the tool's time limit
 # still returns what it had.
+
+left() {  # seconds to the sourcing script's DEADLINE (from T0), at least 5: a step's time limit
+  local l=$(( DEADLINE - ($(date +%s) - T0) )); [ $l -lt 5 ] && l=5; echo $l
+}
 
 has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }  # has PART: is PART in $PARTS
 

@@ -45,7 +45,6 @@ mkdir -p "$OUT/r"
 export XCF_WEIGHTS_DIR=$PWD/weights PYTHONUNBUFFERED=1 TQDM_DISABLE=1 OMP_NUM_THREADS=2
 LOG=$OUT/log.txt
 T0=$(date +%s)
-left() { local l=$(( DEADLINE - ($(date +%s) - T0) )); [ $l -lt 5 ] && l=5; echo $l; }
 N4='{"widths": [16, 32, 64, 128, 128]}'
 D10='{"widths": [16, 32, 64, 128, 128], "detail_sigma": 1}'
 D15='{"widths": [16, 32, 64, 128, 128], "detail_sigma": 1.5}'

@@ -12,12 +12,13 @@ image), where grain, blur or lost rib edges show. README's figure:
         --latents "shipped segnet-ae=pneumonia-segnet-ae" "conv-ae, detail_sigma 2=pneumonia-conv-ae"
 
 An image is a file, or ``phantom:SEED:FINDING`` for the generated phantom of that seed with that
-finding alone (``xcf.data.phantoms.generate_case``; titles then give p of that finding). The phantom
-figure:
+finding alone (``xcf.data.phantoms.generate_case``; titles then give p of that finding), e.g. the
+shipped phantom autoencoder alone:
 
-    python benchmarks/recon_figure.py phantom:1003:Nodule phantom:1001:"Pleural Effusion"
-        --pack phantom --crop 40 100 64 --out docs/phantom-reconstructions.png
-        --latents "detail_sigma 1.5 (shipped)=phantom-segnet-ae"
+    python benchmarks/recon_figure.py phantom:1003:"Pleural Effusion" phantom:1001:Nodule
+        --pack phantom --crop 40 140 64 --out phantom-recon.png --latents "shipped=phantom-segnet-ae"
+
+(README's phantom figure adds models from a scratch weights folder: docs/results/gpu-retrain-session12.md.)
 
 A latent is ``TITLE=NAME`` (a manifest entry of ``--weights``, default the shipped folder);
 the classifier is the pack's.
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     cx, cy, side = args.crop
     if not (cx >= 0 and cy >= 0 and side > 0 and cx + side <= size and cy + side <= size):
         p.error(f"--crop {cx} {cy} {side} does not fit a {size}-px image")
+    lower = [lab.lower() for lab in pack.labels]
     ncol = 1 + len(models)
     fig, axes = plt.subplots(2 * len(args.images), ncol, figsize=(2.6 * ncol, 5.4 * len(args.images)), squeeze=False)
     with torch.no_grad():
@@ -68,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             k = 0  # the probability shown: the pack's first finding, or the phantom's
             if path.startswith("phantom:"):
                 _, seed, finding = (path.split(":", 2) + [""])[:3]
-                if not seed.isdigit() or finding.lower() not in [lab.lower() for lab in pack.labels]:
+                if not seed.isdigit() or finding.lower() not in lower:
                     p.error(f"{path!r}: a phantom is phantom:SEED:FINDING with FINDING one of {', '.join(pack.labels)}")
-                k = [lab.lower() for lab in pack.labels].index(finding.lower())
+                k = lower.index(finding.lower())
                 x = generate_case(int(seed), [pack.labels[k]], size=size).image.reshape(1, 1, size, size)
             else:
                 x = load_image(path, size=size).reshape(1, 1, size, size)

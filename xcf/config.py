@@ -99,8 +99,8 @@ class ExplainConfig(BaseModel):
             reach; it removes detail the film has and never draws any (:mod:`xcf.detail_gate`).
             ``"auto"`` (default since session 12) gates when the latent model has such detail and
             searches ``z`` alone when it has not (every latent without ``detail_sigma``: the seed's
-            method exactly), and leaves ``method="latent-shift"`` as published; ``True`` refuses a latent without detail with a one-line error;
-            ``False`` keeps the detail fixed. It became the default when the benchmark showed it
+            method exactly), and leaves ``method="latent-shift"`` as published; ``True`` refuses a
+            latent without detail with a one-line error; ``False`` keeps the detail fixed. It became the default when the benchmark showed it
             at least as good on validity and locality on both packs (README, Results; the seed's
             loop on 200 test phantoms flipped 0.325 of the findings with the detail fixed).
         region_fallback: A second saliency method (registered name): images that have not flipped

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .errors import ConfigError
 from .interfaces import Latent, LatentModel
+from .optimize import clamp01_straight_through
 from .registry import component_label
 
 
@@ -64,8 +65,6 @@ class DetailGate(LatentModel):
 
     def split(self, latent: Latent) -> tuple[Latent, Tensor]:
         """The model's latent and the gate ``(B, 1, S, S)`` in [0, 1]."""
-        from .optimize import clamp01_straight_through
-
         shape = tuple(latent.aux["zshape"])
         n = math.prod(shape)
         S = self.input_size

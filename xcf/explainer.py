@@ -24,6 +24,7 @@ from torch import Tensor
 from . import __version__
 from .config import ExplainConfig, auto_batch_size
 from .errors import ComponentError, ConfigError, UnknownLabelError, XcfError
+from .filters import gaussian_blur
 from .fusion import search_copies
 from .interfaces import Classifier, LatentModel, LocalityLoss, SaliencyMethod
 from .optimize import classify, frozen, optimize_latent, resize_to
@@ -534,8 +535,6 @@ def feather_mask(mask: Tensor, sigma: float) -> Tensor:
     """
     if sigma <= 0:
         return mask
-    from .filters import gaussian_blur
-
     out = gaussian_blur(mask, sigma, radius=max(1, int(round(3 * sigma))), padding="replicate")
     return torch.maximum(mask, (2 * out).clamp(0, 1))
 

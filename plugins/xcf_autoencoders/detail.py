@@ -29,6 +29,7 @@ from torch import Tensor
 
 from xcf import Latent, LatentModel
 from xcf.errors import ConfigError
+from xcf.filters import gaussian_blur
 
 
 def check_sigma(name: str, sigma: float) -> float:
@@ -41,8 +42,6 @@ def check_sigma(name: str, sigma: float) -> float:
 
 def lowpass(x: Tensor, sigma: float) -> Tensor:
     """``G_sigma(x)``: each image of ``(B, 1, H, W)`` blurred by a Gaussian of ``sigma`` pixels."""
-    from xcf.filters import gaussian_blur
-
     return gaussian_blur(x, sigma)
 
 
