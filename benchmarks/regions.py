@@ -43,10 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thresholds", default="0.9,0.8,0.7,0.6,0.5,0.35,0.2")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--cam-block", type=int,
+                   help="CAM-family methods on this block of a small-cnn classifier (default: its "
+                        "cam_layer(), the last block, 14x14 at 224 px; -2: 28x28, -3: 56x56)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     pack = xcf.load_pack(args.pack)
     clf = pack.classifier.eval()
+    if args.cam_block is not None:
+        block = clf.blocks[args.cam_block]
+        clf.cam_layer = lambda: block
     size = pack.latent.input_size
     cases = phantom_cases(args.n, pack.labels, size)
     xs, gts, targets = [], [], []

@@ -130,13 +130,14 @@ def test_segnet_config_and_bad_sizes(narrow_segnet):
 
 
 # --------------------------------------------------------------------------------------------
-# detail_sigma: the input's fine detail passes the bottleneck in aux (conv-ae, segnet-ae)
+# detail_sigma: the input's fine detail passes the bottleneck in aux (conv-ae, segnet-ae, vae)
 
 
 def _detail_models(sigma):
     torch.manual_seed(0)
     return [ConvAE(input_size=64, widths=(8, 16), latent_channels=4, detail_sigma=sigma).eval(),
-            SegNetAE(input_size=64, widths=NARROW_WIDTHS, detail_sigma=sigma).eval()]
+            SegNetAE(input_size=64, widths=NARROW_WIDTHS, detail_sigma=sigma).eval(),
+            ConvVAE(input_size=64, widths=(8, 16), latent_channels=4, detail_sigma=sigma).eval()]
 
 
 def _smooth_input(n=2, size=64):
@@ -212,7 +213,8 @@ def test_detail_latent_wrapper_equals_the_built_in_option():
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
 def test_detail_sigma_bad_values_are_one_line_config_errors(bad):
-    for cls, kw in [(ConvAE, {"widths": (8, 16)}), (SegNetAE, {"widths": NARROW_WIDTHS})]:
+    for cls, kw in [(ConvAE, {"widths": (8, 16)}), (SegNetAE, {"widths": NARROW_WIDTHS}),
+                    (ConvVAE, {"widths": (8, 16)})]:
         with pytest.raises(ConfigError, match="detail_sigma must be a finite number >= 0"):
             cls(input_size=64, detail_sigma=bad, **kw)
 
@@ -331,6 +333,30 @@ def test_vae_loss_finite_and_trainable(vae):
     assert torch.isfinite(r2) and r2 >= 0
     with pytest.raises(ConfigError):
         vae.loss(x, recon="huber")
+
+
+def test_vae_with_detail_trains_on_the_merged_image():
+    """``sample`` carries the detail, so the loss is taken on ``clip(G_s(D(z)) + d)``: a VAE whose
+    decoder outputs a constant still scores the input's detail as reconstructed."""
+    from xcf_autoencoders.detail import detail, lowpass
+
+    torch.manual_seed(0)
+    vae = ConvVAE(input_size=64, widths=(8, 16), latent_channels=4, detail_sigma=1.5).eval()
+    x = _smooth_input(2)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        lat, mu, logvar = vae.sample(x, g)
+        assert lat.aux["detail"].shape == x.shape and mu.shape == lat.z.shape
+        out = vae.decode(lat)
+        coarse = torch.sigmoid(vae.decoder(lat.z))
+        torch.testing.assert_close(out, (lowpass(coarse, 1.5) + detail(x, 1.5)).clamp(0, 1))
+        # the same seed gives the same sample; the posterior mean is what encode() returns
+        lat2, _, _ = vae.sample(x, torch.Generator().manual_seed(3))
+        torch.testing.assert_close(lat.z, lat2.z, rtol=0, atol=0)
+        torch.testing.assert_close(vae.encode(x).z, mu, rtol=0, atol=0)
+        rec, kl = vae.loss(x, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(rec, ((out - x) ** 2).mean(), rtol=1e-5, atol=1e-7)
+        assert kl >= 0
 
 
 def test_kl_divergence_zero_at_standard_normal():
@@ -500,3 +526,23 @@ def test_xrv_resnet_ae_untrained():
     z = lat.z.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(ae.decode(lat.with_z(z)).sum(), z)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_small_cnn_stem_stride_keeps_the_cam_grid_and_round_trips():
+    """stem_stride=2: the first conv strides, one pool fewer; same 14x14 CAM grid at 224 px."""
+    from xcf_classifiers import SmallCNN
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 224, 224)
+    plain = SmallCNN(labels=["a", "b"]).eval()
+    fast = SmallCNN(labels=["a", "b"], stem_stride=2).eval()
+    with torch.no_grad():
+        assert plain.features(x).shape == fast.features(x).shape == (2, 128, 14, 14)
+        assert fast(x).shape == (2, 2)
+    assert fast.blocks[0][0].stride == (2, 2) and plain.blocks[0][0].stride == (1, 1)
+    # the original network's config (and so its manifest entries) has no stem_stride key
+    assert "stem_stride" not in plain.config() and fast.config()["stem_stride"] == 2
+    again = SmallCNN(**fast.config())
+    again.load_state_dict(fast.state_dict())  # same parameter shapes: weights load strictly
+    with pytest.raises(ConfigError, match="stem_stride must be 1 or 2"):
+        SmallCNN(stem_stride=4)

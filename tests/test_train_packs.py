@@ -115,3 +115,59 @@ def test_missing_pack_and_resume(trained, tiny_folder, capsys):
                  "--arch-args", '{"widths": [4, 8, 8, 8, 8]}']) == 0
     out = capsys.readouterr().out
     assert "resumed from" in out and '"epoch": 1' not in out
+
+
+def test_alternative_latent_model_in_a_pack(trained, tiny_folder, tmp_path, monkeypatch):
+    """`--role alt-latent` lists a second trained latent model in the pack without replacing the
+    default; `latent=NAME` (API, CLI, bench METHOD@LATENT) picks it, verified like any weights.
+    (Trained with --channels-last: the weights are still saved and load as usual.)"""
+    import shutil
+
+    from xcf.benchmarks_counterfactuals import _explainer, resolve_methods
+    from xcf.errors import ConfigError
+
+    w = tmp_path / "w"
+    shutil.copytree(trained, w)
+    assert main(["train", "vae", "--name", "vae", "--pack", "tiny", "--role", "alt-latent", "--classifier",
+                 "clf", "--arch-args", '{"widths": [4, 8], "latent_channels": 2, "detail_sigma": 1}',
+                 "--data", str(tiny_folder), "--out", str(w), "--size", "32", "--epochs", "1",
+                 "--device", "cpu", "--channels-last"]) == 0
+    _, data = read_manifest(w)
+    assert data["packs"]["tiny"]["latent"] == "ae" and data["packs"]["tiny"]["latents"] == ["vae"]
+    assert "--role alt-latent" in data["weights"]["vae"]["command"]
+    monkeypatch.setenv("XCF_WEIGHTS_DIR", str(w))
+    pack = load_pack("tiny")
+    assert pack.latent_names == ("ae", "vae")
+    assert set(pack.weights()) == {"classifier", "latent", "latent:vae"}
+    vae = pack.load_latent("vae")
+    assert type(vae).__name__ == "ConvVAE" and vae.detail_sigma == 1.0 and pack.load_latent("vae") is vae
+    with pytest.raises(WeightsError, match="no latent model 'nope'; its latent models: ae, vae"):
+        pack.load_latent("nope")
+    cf = xcf.explain(torch.rand(1, 1, 32, 32), "bright", pack="tiny", latent="vae", steps=2)
+    assert cf.provenance["components"]["latent"]["weights"]["name"] == "vae"
+    # the benchmark's METHOD@LATENT: the named method with the pack's other latent model
+    (m,) = resolve_methods("seed@vae")
+    assert m.latent == "vae" and m.config == resolve_methods("seed")[0].config
+    assert _explainer(m, pack, 32, {"steps": 1}).latent is vae
+    (bad,) = resolve_methods("seed@nope")
+    with pytest.raises(ConfigError, match="pack 'tiny' has no latent model 'nope'"):
+        _explainer(bad, pack, 32, {"steps": 1})
+    with pytest.raises(ConfigError, match="METHOD@LATENT"):
+        resolve_methods("nosuch@vae")
+    # the default can be swapped afterwards; the old default becomes an alternative
+    from xcf.train import _main, set_default_latent
+
+    assert _main(["set-default-latent", str(w), "tiny", "vae", "tiny, VAE first"]) == 0
+    swapped = read_manifest(w)[1]["packs"]["tiny"]
+    assert swapped["latent"] == "vae" and swapped["latents"] == ["ae"]
+    assert swapped["description"] == "tiny, VAE first"
+    assert load_pack("tiny", w).latent_names == ("vae", "ae")
+    with pytest.raises(WeightsError, match="'clf' is not a latent model"):
+        set_default_latent(w, "tiny", "clf")
+    assert _main(["set-default-latent", str(w), "nope", "vae"]) == 2
+    data = read_manifest(w)[1]
+    # a pack that names an unknown alternative is refused when the manifest is read
+    data["packs"]["tiny"]["latents"] = ["ghost"]
+    (w / "manifest.json").write_text(json.dumps(data, indent=2))
+    with pytest.raises(WeightsError, match="latents refers to unknown weights 'ghost'"):
+        read_manifest(w)

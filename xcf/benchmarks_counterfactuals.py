@@ -7,7 +7,9 @@ A *method* (:class:`Method`, the registry :data:`METHODS`) is a named combinatio
 method, a latent model (the pack's, or a registered one such as ``pixel``), a locality loss and
 :class:`~xcf.ExplainConfig` settings. The defaults are the seed's method, the three baselines
 (``latent-shift``, ``global``, ``pixel``) and one-change variants of the seed. Ad-hoc combinations
-are written ``SALIENCY/LOCALITY`` or ``SALIENCY/LOCALITY/LATENT`` (e.g. ``occlusion/masked-l1``);
+are written ``SALIENCY/LOCALITY`` or ``SALIENCY/LOCALITY/LATENT`` (e.g. ``occlusion/masked-l1``),
+or ``METHOD@LATENT`` for a named method with another of the pack's trained latent models (e.g.
+``seed@phantom-vae``);
 ``--all`` runs the defaults plus every registered saliency x locality pair.
 
 Data:
@@ -51,7 +53,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +211,8 @@ BASELINES = ("latent-shift", "global", "pixel")
 
 def resolve_methods(spec: str | None, *, all_combinations: bool = False,
                     registry: Any = None) -> list[Method]:
-    """Methods from a ``--methods`` string (comma-separated names or ``SAL/LOC[/LATENT]``).
+    """Methods from a ``--methods`` string (comma-separated names, ``SAL/LOC[/LATENT]`` or
+    ``METHOD@LATENT``, a named method with one of the pack's trained latent models).
 
     Args:
         spec: ``None`` for :data:`DEFAULT_METHODS`.
@@ -227,6 +230,16 @@ def resolve_methods(spec: str | None, *, all_combinations: bool = False,
     for name in names:
         if name in METHODS:
             out[name] = METHODS[name]
+            continue
+        if "@" in name:  # METHOD@LATENT: a named method with one of the pack's trained latent models
+            base, _, lat = name.partition("@")
+            if base not in METHODS or not lat:
+                raise ConfigError(f"method {name!r}: write METHOD@LATENT with METHOD one of "
+                                  f"{', '.join(METHODS)} and LATENT a latent model of the pack "
+                                  "(`xcf packs`)")
+            m = METHODS[base]
+            out[name] = replace(m, name=name, latent=lat,
+                                description=f"{m.description}; with the latent model {lat}")
             continue
         parts = name.split("/")
         if len(parts) not in (2, 3):
@@ -518,7 +531,15 @@ def _explainer(method: Method, pack: Any, size: int, overrides: dict[str, Any]):
     from .explainer import Explainer
     from .registry import create
 
-    latent = create("latent", method.latent, input_size=size) if method.latent else None
+    if not method.latent:
+        latent = None
+    elif method.latent in pack.latent_names:  # one of the pack's trained latent models
+        latent = pack.load_latent(method.latent)
+    elif "@" in method.name:
+        raise ConfigError(f"method {method.name!r}: pack '{pack.name}' has no latent model "
+                          f"'{method.latent}'; its latent models: {', '.join(pack.latent_names)}")
+    else:
+        latent = create("latent", method.latent, input_size=size)
     config = ExplainConfig.build(**{**dict(method.config), **overrides})
     return Explainer(pack=pack, latent=latent, saliency=method.saliency, locality=method.locality,
                      config=config)
@@ -589,7 +610,7 @@ def _explain_batch(ex: Any, method: Method, cases: Sequence[Case],
     names = [r.target for r in results]
     o_in = _oracle_probs(pack.oracle, x_in, names)
     o_cf = _oracle_probs(pack.oracle, x_cf, names)
-    real = realism(pack.latent, x_cf, x_in).cpu()
+    real = realism(pack.latent, x_cf, x_in).cpu()  # one judge for every method: the pack's default
     rows = []
     for b, (case, r) in enumerate(zip(cases, results)):
         row: dict[str, Any] = {

@@ -30,7 +30,8 @@ def command(name: str):
 def _add_component_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack", help="a shipped pack (classifier + latent model), see `xcf packs`")
     p.add_argument("--classifier", help="registered classifier name (see `xcf plugins`)")
-    p.add_argument("--latent", help="registered latent-model name")
+    p.add_argument("--latent", help="registered latent-model name, or one of the pack's trained latent "
+                                    "models (`xcf packs`, e.g. phantom-vae)")
     p.add_argument("--saliency", help="saliency method (default: the preset's, else gradcam++)")
     p.add_argument("--locality", default="masked-l2", help="locality loss (default: masked-l2)")
     p.add_argument("--preset", help="config preset: seed (the default settings), local (recommended), fast or early-stop")
@@ -162,6 +163,7 @@ def _run_packs(args: argparse.Namespace) -> int:
             print(f"{name}: unusable - {str(exc).splitlines()[0]}")
             continue
         print(f"{name}: labels {', '.join(pack.labels)} - {pack.description}")
+        print(f"  latent models: {', '.join(pack.latent_names)} (the first is the default)")
     return 0
 
 

@@ -99,7 +99,9 @@ class Explainer:
         pack: A pack name (``xcf.list_packs()``) or a loaded :class:`xcf.packs.Pack`; supplies the
             classifier and latent model unless those are given too.
         classifier: A registered classifier name or an :class:`xcf.Classifier`.
-        latent: A registered latent-model name or an :class:`xcf.LatentModel`.
+        latent: A registered latent-model name or an :class:`xcf.LatentModel`; with a pack, also one
+            of the pack's trained latent models by weights name (``pack.latent_names``, e.g.
+            ``"phantom-vae"``), which takes precedence over a registered architecture's name.
         saliency: A registered saliency-method name or an :class:`xcf.SaliencyMethod`; ``None``:
             ``config.saliency`` if the config (e.g. a preset) names one, else ``"gradcam++"``.
         locality: A registered locality-loss name or an :class:`xcf.LocalityLoss`. A name is built
@@ -132,7 +134,10 @@ class Explainer:
 
             self.pack = pack if isinstance(pack, Pack) else load_pack(str(pack))
             classifier = classifier if classifier is not None else self.pack.classifier
-            latent = latent if latent is not None else self.pack.latent
+            if latent is None:
+                latent = self.pack.latent
+            elif isinstance(latent, str) and latent in self.pack.latent_names:
+                latent = self.pack.load_latent(latent)  # one of the pack's trained latent models
         self.classifier: Classifier = resolve("classifier", classifier, reg)
         self.latent: LatentModel = resolve("latent", latent, reg)
         if saliency is None:

@@ -100,6 +100,12 @@ def read_manifest(directory: str | os.PathLike | None = None) -> tuple[Path, dic
             ref = pack.get(role)
             if ref is not None and ref not in data["weights"]:
                 raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' {role} refers to unknown weights '{ref}'")
+        alts = pack.get("latents", [])
+        if not isinstance(alts, list) or not all(isinstance(a, str) for a in alts):
+            raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' latents must be a list of weights names")
+        for ref in alts:
+            if ref not in data["weights"]:
+                raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' latents refers to unknown weights '{ref}'")
     return d, data
 
 
@@ -164,15 +170,37 @@ class Pack:
     def latent(self):
         return load_component(self.entry["latent"], self.directory)
 
+    @property
+    def latent_names(self) -> tuple[str, ...]:
+        """The weights names of this pack's latent models: the default (:attr:`latent`) first,
+        then the alternatives listed under ``latents`` in the manifest (e.g. a VAE)."""
+        default = self.entry["latent"]
+        return (default, *(a for a in self.entry.get("latents", []) if a != default))
+
+    def load_latent(self, name: str):
+        """The latent model ``name`` of :attr:`latent_names`, loaded and verified (cached)."""
+        if name not in self.latent_names:
+            raise WeightsError(f"pack '{self.name}' has no latent model '{name}'; "
+                               f"its latent models: {', '.join(self.latent_names)}")
+        if name == self.entry["latent"]:
+            return self.latent
+        cache = self.__dict__.setdefault("_alt_latents", {})
+        if name not in cache:
+            cache[name] = load_component(name, self.directory)
+        return cache[name]
+
     @cached_property
     def oracle(self):
         ref = self.entry.get("oracle")
         return load_component(ref, self.directory) if ref else None
 
     def weights(self) -> dict[str, dict[str, Any]]:
-        """Manifest entries of this pack's weights, by role."""
-        return {role: self.manifest["weights"][ref] for role in ("classifier", "latent", "oracle")
-                if (ref := self.entry.get(role))}
+        """Manifest entries of this pack's weights, by role (the alternative latent models as
+        ``"latent:NAME"``)."""
+        out = {role: self.manifest["weights"][ref] for role in ("classifier", "latent", "oracle")
+               if (ref := self.entry.get(role))}
+        out.update({f"latent:{n}": self.manifest["weights"][n] for n in self.latent_names[1:]})
+        return out
 
 
 def list_packs(weights_dir_: str | os.PathLike | None = None) -> list[str]:

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from xcf import Latent, LatentModel
 from xcf.errors import ConfigError
 
+from .detail import attach, check_sigma, detach_detail, finish
+
 __all__ = ["ConvVAE", "kl_divergence"]
 
 #: ``logvar`` is clamped to this range before use (keeps ``exp`` finite early in training).
@@ -67,17 +69,24 @@ class ConvVAE(LatentModel):
     With ``beta = 1`` and ``recon="mse"``, ``total`` is the negative ELBO of a Gaussian decoder with
     variance 1/2, up to a constant, divided by ``N``.
 
+    With ``detail_sigma > 0`` the input's detail finer than that Gaussian passes around ``z`` in
+    ``Latent.aux`` (as for ``conv-ae``; :mod:`xcf_autoencoders.detail`) and ``D(z)`` above is the
+    coarse image ``clip(G_s(sigmoid(...)) + detail, 0, 1)``; the loss is taken on that image, so
+    the VAE only has to model the coarse content.
+
     Parameters: 1.89 M with the defaults.
 
     Args:
         input_size: Side length in pixels, a multiple of ``2 ** len(widths)``.
         widths: Channels at each resolution, from the input down.
         latent_channels: Channels of the latent map.
+        detail_sigma: Pixels; 0 (default) = everything passes through ``z``.
     """
 
     def __init__(self, input_size: int = 224, widths: Sequence[int] = (32, 64, 128, 256),
-                 latent_channels: int = 16) -> None:
+                 latent_channels: int = 16, detail_sigma: float = 0.0) -> None:
         super().__init__()
+        self.detail_sigma = check_sigma("ConvVAE", detail_sigma)
         self.widths = tuple(int(w) for w in widths)
         if not self.widths or min(self.widths) < 1:
             raise ConfigError(f"ConvVAE widths must be a non-empty list of positive ints, got {self.widths}")
@@ -119,13 +128,31 @@ class ConvVAE(LatentModel):
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
     def encode(self, x: Tensor) -> Latent:
-        """``Latent(z=mu)``: the posterior mean, deterministic."""
+        """``Latent(z=mu)``: the posterior mean, deterministic (with the detail in ``aux`` when
+        ``detail_sigma > 0``)."""
         mu, _ = self.encode_distribution(x)
-        return Latent(mu)
+        return attach(Latent(mu), x, self.detail_sigma)
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Latent, Tensor, Tensor]:
+        """One reparameterized sample ``z = mu + exp(logvar / 2) * eps`` per image, for training.
+
+        ``eps`` is drawn on ``generator``'s device (the CPU for a default generator) and moved to
+        ``x``'s, so a seeded CPU generator gives the same noise on every device.
+
+        Returns:
+            ``(latent, mu, logvar)``: ``latent`` holds the sampled ``z`` (and the detail, if any)
+            and can be passed to :meth:`decode`.
+        """
+        mu, logvar = self.encode_distribution(x)
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        eps = torch.randn(mu.shape, generator=generator, device=gen_device, dtype=mu.dtype).to(mu.device)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return attach(Latent(z), x, self.detail_sigma), mu, logvar
 
     def decode(self, latent: Latent) -> Tensor:
         """``(B, 1, S, S)`` in ``[0, 1]`` from ``z`` ``(B, latent_channels, S / 2^n, S / 2^n)``."""
-        return torch.sigmoid(self.decoder(latent.z))
+        base, d = detach_detail(latent, self.detail_sigma, "ConvVAE")
+        return finish(torch.sigmoid(self.decoder(base.z)), d, self.detail_sigma)
 
     def loss(self, x: Tensor, beta: float = 1.0, recon: str = "mse",
              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -143,10 +170,8 @@ class ConvVAE(LatentModel):
         """
         if recon not in ("mse", "l1"):
             raise ConfigError(f"ConvVAE.loss recon must be 'mse' or 'l1', got {recon!r}")
-        mu, logvar = self.encode_distribution(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        xr = self.decode(Latent(z))
+        latent, mu, logvar = self.sample(x, generator)
+        xr = self.decode(latent)
         n_pixels = x[0].numel()
         err = F.mse_loss(xr, x, reduction="none") if recon == "mse" else F.l1_loss(xr, x, reduction="none")
         rec = err.flatten(1).sum(dim=1).mean() / n_pixels
@@ -156,4 +181,4 @@ class ConvVAE(LatentModel):
     def config(self) -> dict:
         """Constructor arguments (for weight manifests)."""
         return {"input_size": self.input_size, "widths": list(self.widths),
-                "latent_channels": self.latent_channels}
+                "latent_channels": self.latent_channels, "detail_sigma": self.detail_sigma}
