@@ -245,8 +245,10 @@ class ExplainConfig(BaseModel):
         (``fold_batchnorm=True``, ``channels_last=True``: the same function, cheaper steps), the
         loop in bf16 where that pays (``autocast_bf16="auto"``: a CUDA device with bf16, or a CPU
         with AVX512-BF16/AMX; validity is still judged in float32): the fastest setting measured
-        that is as valid and at least as local as the seed's method in the seed's own mask on both
-        shipped packs (README "Results", Speed).
+        that was as valid and at least as local as the seed's method in the seed's own mask on the
+        pneumonia pack and session 12's phantom pack (README "Results", Speed); on session 13's
+        CPU-trained phantom pack it is slightly behind (valid 0.935 vs 0.940 of 200, 0.90 vs 0.93
+        of the change in the seed's mask; docs/results/cpu-pack-s13.md).
         History: until 2026-11-26 ``"fast"`` was ``"early-stop"``; ``"local"`` blended into the
         input (session 1), then used the Grad-CAM++ region at ``lr=0.1`` (session 2): the
         benchmarks on phantoms with ground truth showed the gradient region puts about twice as

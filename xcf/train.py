@@ -362,7 +362,7 @@ def train_classifier(model, data: TrainData, *, epochs: int, batch_size: int = 3
     """Train a multi-label classifier; returns metrics and leaves the best weights loaded.
 
     ``channels_last``: train in channels-last memory format (the same function; on this project's
-    2-core CPU about 1.5x faster per step for the narrow autoencoders, see
+    2-core CPU 1.5-1.8x faster per step for small-cnn and the narrow autoencoders, see
     ``benchmarks/train_step_cost.py --channels-last``).
 
     ``degrade`` is :func:`augment`'s image-quality augmentation probability (0 = none). The test

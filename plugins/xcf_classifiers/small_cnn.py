@@ -31,8 +31,8 @@ class SmallCNN(Classifier):
     With ``stem_stride=2`` the first convolution has stride 2 and the pooling after the fourth
     block is dropped: the same depth, widths and 14x14 CAM layer at 224 px, but the first block
     runs at half resolution. Its two full-resolution convolutions are what a CPU spends most of a
-    training step on (memory-bound at 16 channels): a step is about 7x cheaper on this project's
-    2-core CPU (``benchmarks/perf.py``-style timing in docs/results/cpu-pack-s13.md).
+    training step on (memory-bound at 16 channels): a step is about 5.5x cheaper on this
+    project's 2-core CPU (``python benchmarks/train_step_cost.py``; docs/results/cpu-pack-s13.md).
 
     Args:
         labels: Finding names (logit order).
