@@ -7,10 +7,14 @@ STAMP  := $(VENV)/.xcf-installed
 
 .PHONY: demo test lint venv clean weights weights-phantom weights-pneumonia
 
-$(STAMP): pyproject.toml
+# the repository root (where this Makefile is), so that `make -f PATH/Makefile` works from another
+# folder (benchmarks/train_pack_cpu.sh trains into a scratch folder that way)
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+
+$(STAMP): $(ROOT)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e "$(ROOT)[test]"
 	touch $(STAMP)
 
 venv: $(STAMP)
