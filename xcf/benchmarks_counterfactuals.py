@@ -531,15 +531,14 @@ def _explainer(method: Method, pack: Any, size: int, overrides: dict[str, Any]):
     from .explainer import Explainer
     from .registry import create
 
-    if not method.latent:
-        latent = None
-    elif method.latent in pack.latent_names:  # one of the pack's trained latent models
-        latent = pack.load_latent(method.latent)
-    elif "@" in method.name:
-        raise ConfigError(f"method {method.name!r}: pack '{pack.name}' has no latent model "
-                          f"'{method.latent}'; its latent models: {', '.join(pack.latent_names)}")
-    else:
-        latent = create("latent", method.latent, input_size=size)
+    # None (the pack's default) and the pack's trained latent models go to the Explainer by name,
+    # which loads them from the pack; anything else is a registered architecture built at `size`
+    latent = method.latent
+    if latent and latent not in pack.latent_names:
+        if "@" in method.name:
+            raise ConfigError(f"method {method.name!r}: pack '{pack.name}' has no latent model "
+                              f"'{latent}'; its latent models: {', '.join(pack.latent_names)}")
+        latent = create("latent", latent, input_size=size)
     config = ExplainConfig.build(**{**dict(method.config), **overrides})
     return Explainer(pack=pack, latent=latent, saliency=method.saliency, locality=method.locality,
                      config=config)

@@ -152,6 +152,7 @@ class Pack:
     entry: dict[str, Any]
     directory: Path
     manifest: dict[str, Any] = field(repr=False)
+    _alt_latents: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -184,10 +185,9 @@ class Pack:
                                f"its latent models: {', '.join(self.latent_names)}")
         if name == self.entry["latent"]:
             return self.latent
-        cache = self.__dict__.setdefault("_alt_latents", {})
-        if name not in cache:
-            cache[name] = load_component(name, self.directory)
-        return cache[name]
+        if name not in self._alt_latents:
+            self._alt_latents[name] = load_component(name, self.directory)
+        return self._alt_latents[name]
 
     @cached_property
     def oracle(self):

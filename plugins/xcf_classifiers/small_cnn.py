@@ -48,8 +48,8 @@ class SmallCNN(Classifier):
         super().__init__()
         if stem_stride not in (1, 2):
             raise ConfigError(f"SmallCNN stem_stride must be 1 or 2, got {stem_stride!r}")
-        if len(widths) < 2:
-            raise ConfigError(f"SmallCNN needs at least two widths, got {list(widths)}")
+        if not widths:
+            raise ConfigError("SmallCNN needs at least one width (channels of each block), got []")
         self.labels = tuple(labels)
         self.input_size = int(input_size)
         self.widths = tuple(int(w) for w in widths)
