@@ -36,10 +36,9 @@ clean:
 # (which also says where each ran; `--device auto`, the default, takes a GPU when there is one).
 # `make weights-phantom` trains the phantom pack's classifier, latent models and oracle on this
 # 2-core CPU; `benchmarks/train_pack_cpu.sh` runs it in a scratch folder and times each command
-# (session 13: docs/results/cpu-pack-s13.md). The pneumonia pack reads
-# ../shared/data/kermany-pneumonia-224 in place; its small-cnn and conv-ae were trained on this CPU,
-# its oracle and the `pneumonia-segnet` pack's segnet-ae (kept for the results measured with it) on a
-# GPU (benchmarks/gpu_session.sh).
+# (session 13: docs/results/cpu-pack-s13.md). `make weights-pneumonia` trains the pneumonia pack on
+# this CPU too, reading ../shared/data/kermany-pneumonia-224 in place (session 14:
+# docs/results/cpu-pneumonia-s14.md).
 PNEUMONIA ?= ../shared/data/kermany-pneumonia-224
 XCF ?= $(VENV)/bin/xcf
 NARROW := '{"widths": [16, 32, 64, 128, 128]}'
@@ -47,6 +46,7 @@ NARROW20 := '{"widths": [16, 32, 64, 128, 128], "detail_sigma": 2}'
 VAE20 := '{"widths": [16, 32, 64, 128], "detail_sigma": 2}'
 STEM2 := '{"stem_stride": 2}'
 DETAIL := '{"widths": [32, 64, 128], "latent_channels": 16, "detail_sigma": 2}'
+PNEUMONIA_DESCRIPTION := "Pediatric pneumonia (Kermany et al. 2018, CC BY 4.0), trained on a 2-core CPU: small-cnn classifier (stem_stride 2), conv-ae latent model with the input's detail passed around z (detail_sigma 2), mobilenet-v3-small oracle"
 PHANTOM_DESCRIPTION := "Synthetic phantom films (xcf.data.phantoms), trained on a 2-core CPU: small-cnn classifier (stem_stride 2, --degrade 0.5) over 5 findings; VAE latent model with the input's detail passed around z (detail_sigma 2), the narrow segnet-ae as the alternative; mobilenet-v3-small oracle"
 weights: weights-phantom weights-pneumonia
 
@@ -58,7 +58,7 @@ weights-phantom: $(STAMP)
 	$(PY) -m xcf.train set-default-latent weights phantom phantom-vae $(PHANTOM_DESCRIPTION)
 
 weights-pneumonia: $(STAMP)
-	$(XCF) train classifier --data $(PNEUMONIA) --labels pneumonia --out weights --name pneumonia-small-cnn --epochs 5 --seed 0 --pack pneumonia --role classifier
-	$(XCF) train autoencoder --arch segnet-ae --arch-args $(NARROW) --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-segnet-ae --classifier pneumonia-small-cnn --epochs 20 --seed 0 --pack pneumonia-segnet --role latent
-	$(XCF) train classifier --arch mobilenet-v3-small --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-mobilenet-oracle --epochs 20 --seed 0 --pack pneumonia --role oracle
-	$(XCF) train autoencoder --arch conv-ae --arch-args $(DETAIL) --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-conv-ae --classifier pneumonia-small-cnn --epochs 8 --seed 0 --pack pneumonia --role latent
+	$(XCF) train classifier --arch-args $(STEM2) --data $(PNEUMONIA) --labels pneumonia --out weights --name pneumonia-small-cnn --epochs 5 --seed 0 --device cpu --channels-last --pack pneumonia --role classifier
+	$(XCF) train autoencoder --arch conv-ae --arch-args $(DETAIL) --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-conv-ae --classifier pneumonia-small-cnn --epochs 8 --seed 0 --device cpu --channels-last --pack pneumonia --role latent
+	$(XCF) train classifier --arch mobilenet-v3-small --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-mobilenet-oracle --epochs 20 --seed 0 --device cpu --pack pneumonia --role oracle
+	$(PY) -m xcf.train set-default-latent weights pneumonia pneumonia-conv-ae $(PNEUMONIA_DESCRIPTION)

@@ -21,9 +21,9 @@
 # pack, conv-ae with detail_sigma 2, from the start, with fast at lr 0.5 / 0.25 beside it;
 # "phantom-bench" runs the shipped phantom pack's matrix without training - since session 12 both
 # with the detail gate, the default, and the next GPU session's job: PARTS="phantom-bench
-# pneumonia-bench"; "pneumonia" retrains the segnet-ae of the
-# `pneumonia-segnet` pack, the pneumonia pack until session 11, whose conv-ae with detail_sigma 2
-# already meets the shift goal on this CPU); SMALL=1 runs the same steps at toy sizes on
+# pneumonia-bench"; "pneumonia" retrained the segnet-ae of the `pneumonia-segnet` pack, the
+# pneumonia pack until session 11, which session 14 removed from weights/ (restore it with
+# `git checkout 135d96f -- weights/` before running that part); SMALL=1 runs the same steps at toy sizes on
 # the CPU (to check the script).
 #
 # Session 7 (2026-11-26, H200) ran it with consistency weights 0.1 / 0.3 / 1.0 (feature 0.05 / 0.1 /
