@@ -185,7 +185,7 @@ def test_pixel_model_is_registered_identity_with_straight_through_clamp():
 def test_pixel_baseline_explains_without_reconstruction_error():
     clf = RegionClassifier()
     ex = xcf.Explainer(classifier=clf, latent=xcf.create("latent", "pixel", input_size=32),
-                       saliency=BoxSaliency(), steps=60, stop_probability=0.5, lr=0.05)
+                       saliency=BoxSaliency(), config="seed", steps=60, stop_probability=0.5, lr=0.05)
     cf = ex.explain(region_image(1), [0])[0]
     assert torch.equal(cf.reconstruction, cf.input)
     assert cf.metrics["reconstruction_shift"] == 0.0

@@ -287,7 +287,7 @@ def test_demo_writes_cases_summary_and_page(tiny_pack, tmp_path, monkeypatch):
     from xcf.demo import run_demo
 
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
-    rows = run_demo(tmp_path / "demo", per_finding=1, screen=False, steps=3, log=lambda s: None)
+    rows = run_demo(tmp_path / "demo", per_finding=1, screen=False, preset="seed", steps=3, log=lambda s: None)
     assert [r["finding"] for r in rows] == ["Cardiomegaly", "Pleural Effusion", "Consolidation", "Nodule",
                                             "Pneumothorax"]
     for r in rows:
@@ -536,3 +536,31 @@ def test_rows_script_means_without_a_finding(rows_script, tmp_path, capsys):
         rows_script.main(["means", str(rows), "--exclude-finding", "nodule"])
     with pytest.raises(ConfigError, match="no column"):
         rows_script.main(["means", str(rows), "--columns", "realism"])
+
+
+def test_default_rule_script_compares_matched_cases(tmp_path, capsys):
+    """benchmarks/default_rule.py: means over the cases both methods ran; fails on any worse rule
+    measure; a measure absent from the rows (no ground truth) is left out."""
+    rule = _load_script("default_rule.py")
+    cols = ["method", "case", "validity", "share_in_gt_l1", "share_in_gt_dilated_l1",
+            "share_in_ref_mask_l1", "oracle_validity", "removal", "steps"]
+    rows = [["seed", "a", 1, 0.2, 0.4, 0.9, 1, 0.2, 200], ["seed", "b", 0, 0.1, 0.3, 0.8, 0, 0.1, 200],
+            ["seed", "c", 1, 0.0, 0.0, 0.0, 0, 0.0, 200],  # only the seed ran c: not compared
+            ["new", "a", 1, 0.6, 0.9, 1.0, 1, 0.0, 5], ["new", "b", 1, 0.5, 0.8, 0.9, 0, 0.0, 9]]
+    good = tmp_path / "good.csv"
+    good.write_text("\n".join(",".join(map(str, r)) for r in [cols] + rows) + "\n")
+    assert rule.main([f"{good}:phantom", "--candidate", "new"]) == 0
+    out = capsys.readouterr().out
+    assert "phantom: 2 cases run by both" in out and "| findings flipped | 0.500 | 1.000 | at least as good |" in out
+    assert "new meets the rule" in out
+    rows[3][5] = 0.7  # the candidate's share in the seed's mask falls below the seed's
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(",".join(map(str, r)) for r in [cols] + rows) + "\n")
+    assert rule.main([str(bad), "--candidate", "new"]) == 1
+    assert "| share of the change in the seed's Grad-CAM++ mask | 0.850 | 0.800 | **worse** |" in capsys.readouterr().out
+    nogt = tmp_path / "nogt.csv"
+    nogt.write_text("method,case,validity,share_in_gt_l1,share_in_ref_mask_l1\nseed,a,1,,0.8\nnew,a,1,,0.9\n")
+    assert rule.main([str(nogt), "--candidate", "new"]) == 0
+    assert "inside the true finding" not in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no case has rows of both"):
+        rule.main([str(nogt), "--candidate", "other"])

@@ -26,7 +26,8 @@ def png(tmp_path):
 
 def test_explain_writes_the_four_files(png, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(out), *UNTRAINED]) == 0
+    assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(out), "--preset", "seed",
+                 *UNTRAINED]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
     report = json.loads((out / "report.json").read_text())
     assert report["target"] == "Cardiomegaly" and report["steps"] == 3
@@ -41,6 +42,15 @@ def test_explain_writes_the_four_files(png, tmp_path, capsys):
     with Image.open(out / "figure.png") as im:
         assert im.size[0] > 3 * im.size[1]  # four panels side by side
     assert "Cardiomegaly" in capsys.readouterr().out
+
+
+def test_explain_without_a_preset_uses_the_default_preset(png, tmp_path):
+    out = tmp_path / "out"
+    assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(out), *UNTRAINED]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["components"]["saliency"] == "saliency-in-gradcam++"
+    assert report["config"]["lr"] == 1.0 and report["config"]["stop_off_target"] == 0.1
+    assert report["config"]["blend"] == "residual" and report["config"]["steps"] == 3
 
 
 def test_explain_several_images_one_folder_each(png, tmp_path):

@@ -56,7 +56,7 @@ def data(tmp_path):
 def run(data, out, **kw):
     clf, ae = tiny_models()
     opts = dict(target="bright", classifier=clf, latent=ae, steps=2, batch_size=3, split="test",
-                progress=False, device="cpu")
+                progress=False, device="cpu", config="seed")  # exactly `steps` steps per film
     opts.update(kw)
     return xcf.explain_dataset(data, out, **opts)
 

@@ -214,12 +214,14 @@ def test_prune_keeps_the_smallest_valid_part_of_the_change():
 
 def test_config_names_the_region_saliency_and_an_explicit_one_wins():
     """``ExplainConfig.saliency`` (a preset's region source) is used when the Explainer is built
-    without a saliency method; an explicit argument wins; the seed's default stays Grad-CAM++."""
+    without a saliency method; an explicit argument wins; the seed's settings keep Grad-CAM++."""
     from xcf.registry import component_name
 
     clf, lat = RegionClassifier(gain=8.0), NoisyLatent()
-    seed = xcf.Explainer(classifier=clf, latent=lat)
+    seed = xcf.Explainer(classifier=clf, latent=lat, config="seed")
     assert component_name(seed.saliency) == "gradcam++"
+    assert component_name(xcf.Explainer(classifier=clf, latent=lat,
+                                        config=xcf.ExplainConfig()).saliency) == "gradcam++"
     local = xcf.Explainer(classifier=clf, latent=lat, config="local")
     assert xcf.ExplainConfig.preset("local").saliency == "saliency"
     assert component_name(local.saliency) == "saliency"
@@ -270,3 +272,25 @@ def test_region_fallback_searches_again_in_the_second_methods_regions():
     assert b.metrics["region_fallback"] == 0.0 and torch.equal(b.counterfactual, ok.counterfactual)
     with pytest.raises(xcf.errors.UnknownComponentError, match="nope"):
         xcf.Explainer(classifier=clf, latent=NoisyLatent(), config={"region_fallback": "nope"})
+
+
+def test_no_config_means_the_default_preset_and_explainconfig_stays_the_seeds():
+    """The Explainer's default is ``preset(DEFAULT_PRESET)`` ("local-in-mask": the gradient regions
+    inside the seed's Grad-CAM++ mask, the other findings kept near their start); ``ExplainConfig()`` is the seed's settings, the reference;
+    overrides apply on top of the default preset."""
+    from xcf.config import DEFAULT_PRESET, PRESETS
+    from xcf.registry import component_name
+
+    assert DEFAULT_PRESET == "local-in-mask" and DEFAULT_PRESET in PRESETS
+    assert xcf.ExplainConfig() == xcf.ExplainConfig.preset("seed")
+    assert xcf.ExplainConfig().lr == 0.1 and xcf.ExplainConfig().saliency is None
+    clf, lat = RegionClassifier(gain=8.0), NoisyLatent()
+    ex = xcf.Explainer(classifier=clf, latent=lat)
+    assert ex.config == xcf.ExplainConfig.preset(DEFAULT_PRESET)
+    assert component_name(ex.saliency) == "saliency-in-gradcam++"
+    tuned = xcf.Explainer(classifier=clf, latent=lat, steps=7)
+    assert tuned.config == xcf.ExplainConfig.preset(DEFAULT_PRESET, steps=7)
+    # the preset differs from "local" only in where its regions come from
+    diff = {k for k in PRESETS["local"] | PRESETS[DEFAULT_PRESET]
+            if PRESETS["local"].get(k) != PRESETS[DEFAULT_PRESET].get(k)}
+    assert diff == {"saliency", "stop_off_target"}

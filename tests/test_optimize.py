@@ -270,3 +270,26 @@ def test_batch_size_auto_is_8_on_a_cpu_and_16_elsewhere(analytic, monkeypatch):
     for bad in ("big", 0):
         with pytest.raises(xcf.errors.ConfigError, match="batch_size"):
             xcf.ExplainConfig.build(batch_size=bad)
+
+
+def test_stop_off_target_waits_for_the_other_findings():
+    """Finding 1 reads half of finding 0's region: darkening that region drops both. With the
+    target alone deciding, the search stops as soon as finding 0 is below 0.5, finding 1 dragged
+    down with it; with ``stop_off_target`` it goes on until the classification term has brought
+    finding 1 back within the tolerance (changing the part only finding 0 reads), and is still
+    valid."""
+    clf = RegionClassifier(regions=[(8, 16, 8, 16), (8, 16, 12, 20)], gain=8.0)
+    x = region_image(value=0.62)
+    x[:, :, 8:16, 16:20] = 0.62  # finding 1's region uniformly bright too
+
+    def run(**cfg):
+        ex = xcf.Explainer(classifier=clf, latent=IdentityLatent(), saliency=BoxSaliency(),
+                           config=xcf.ExplainConfig(steps=300, stop_probability=0.5, lr=0.02, **cfg))
+        return ex.explain(x, 0)[0]
+
+    plain, held = run(), run(stop_off_target=0.05)
+    drift = lambda cf: abs(float(cf.probs_counterfactual[1] - cf.probs_input[1]))  # noqa: E731
+    assert plain.status == "stopped" and plain.p_counterfactual < 0.5 and drift(plain) > 0.05
+    assert held.p_counterfactual < 0.5 and drift(held) <= 0.05 and held.steps > plain.steps
+    with pytest.raises(xcf.errors.ConfigError, match="stop_off_target"):
+        xcf.ExplainConfig.build(stop_off_target=0)

@@ -28,7 +28,8 @@ def test_ray_engine_same_layout_and_resumable_by_local(local_ray, tmp_path):
     data = make_dataset(tmp_path / "data", n=4, bad=True)
     clf, ae = tiny_models()
     out = tmp_path / "out"
-    common = dict(target="bright", classifier=clf, latent=ae, steps=2, split="test", progress=False)
+    common = dict(target="bright", classifier=clf, latent=ae, steps=2, split="test", progress=False,
+                  config="seed")
     res = xcf.explain_dataset(data, out, engine="ray", workers=2, batch_size=2, **common)
     assert ray.is_initialized()  # a Ray the caller started is left running
     assert res.engine == "ray" and res.n_explained == 5 and res.n_errors == 1

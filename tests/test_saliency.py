@@ -433,3 +433,42 @@ def test_smoothgrad_seed_is_local():
     assert torch.equal(torch.random.get_rng_state(), state)  # global generator untouched
     assert torch.equal(a, method(model, x, t))  # reproducible
     assert not torch.equal(a, build("smoothgrad", nt_samples=4, seed=4)(model, x, t))
+
+
+def test_gated_saliency_is_the_gradient_inside_the_seed_mask_rescaled():
+    from xcf_captum.gated import GatedSaliency
+
+    model, x, t = tiny(), images(3), torch.tensor([0, 1, 0])
+    grad, cam = build("saliency")(model, x, t), build("gradcam++")(model, x, t)
+    inside = cam > 0.5
+    assert inside.flatten(1).any(1).all() and (~inside).flatten(1).any(1).all()  # a real gate
+    out = GatedSaliency(margin=0)(model, x, t)
+    assert (out[~inside] == 0).all()  # nothing outside the seed's mask
+    expect = grad * inside
+    expect = expect / expect.flatten(1).amax(1).view(-1, 1, 1, 1)
+    assert (out - expect).abs().max() < 1e-6
+    assert torch.allclose(out.flatten(1).amax(1), torch.ones(3))
+    # every region s > level is a subset of the seed's mask, and smaller for a higher level
+    assert ((out > 0.35) & ~inside).sum() == 0 and (out > 0.5).sum() < (out > 0.1).sum()
+    # the registered one keeps a margin (4 px by default; 1 here, the test images are 32 px):
+    # nonzero only where the whole 3x3 square around the pixel is in the seed's mask
+    eroded = GatedSaliency(margin=1)(model, x, t)
+    inner = -F.max_pool2d(-inside.float(), 3, stride=1, padding=1) > 0.5
+    assert (eroded[~inner] == 0).all() and (eroded[inner] > 0).any() and inner.sum() < inside.sum()
+    assert build("saliency-in-gradcam++").margin == 4
+
+
+def test_gated_saliency_keeps_the_inner_map_where_the_gate_is_empty():
+    from xcf_captum.gated import GatedSaliency
+
+    class Empty(xcf.SaliencyMethod):
+        def __call__(self, classifier, x, targets):
+            return torch.zeros(x.shape[0], 1, x.shape[-2], x.shape[-1])
+
+    model, x, t = tiny(), images(2), torch.tensor([0, 1])
+    grad = build("saliency")(model, x, t)
+    assert torch.equal(GatedSaliency(gate=Empty())(model, x, t), grad)
+    with pytest.raises(ValueError, match="gate_threshold must be in"):
+        GatedSaliency(gate_threshold=1.0)
+    with pytest.raises(ValueError, match="margin must be a whole number"):
+        GatedSaliency(margin=-1)

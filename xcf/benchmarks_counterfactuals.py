@@ -195,6 +195,17 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("local-fallback", "'local-gradient'; films not flipped in the gradient's regions are "
                              "searched again in Grad-CAM++'s (preset 'local' with the seed's MSE)",
            config={**_LOCAL_GRADIENT, "region_fallback": "gradcam++"}),
+    Method("seed-prune", "the seed's method, then its change pruned to the fewest pixels holding "
+                         "30 / 50 / 70 / 90 % of it, feathered 2 px (the first share still valid; "
+                         "a film valid at none keeps the seed's counterfactual)",
+           config={"prune_shares": (0.3, 0.5, 0.7, 0.9), "feather": 2.0}),
+    Method("local-in-mask", "ExplainConfig.preset('local-in-mask'), exactly: the default since "
+                            "session 14 ('local' with its gradient regions inside the seed's mask, "
+                            "stopping once the other findings are within 0.1 of their start)",
+           config=PRESETS["local-in-mask"]),
+    Method("local-in-mask-any", "preset 'local-in-mask' stopping on the target alone "
+                                "(stop_off_target=None; with one label the same as the preset)",
+           config={**PRESETS["local-in-mask"], "stop_off_target": None}),
     Method("local-prune", "preset 'local', then the change pruned to the pixels holding "
                           "50 / 70 / 90 % of it (the first share still valid)",
            config={**PRESETS["local"], "prune_shares": (0.5, 0.7, 0.9)}),

@@ -34,9 +34,10 @@ def _add_component_options(p: argparse.ArgumentParser) -> None:
                                     "models (`xcf packs`, e.g. phantom-vae)")
     p.add_argument("--saliency", help="saliency method (default: the preset's, else gradcam++)")
     p.add_argument("--locality", default="masked-l2", help="locality loss (default: masked-l2)")
-    p.add_argument("--preset", help="config preset: seed (the default settings), local (recommended), fast or early-stop")
-    p.add_argument("--steps", type=int, help="optimizer steps (default 200)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 0.1)")
+    p.add_argument("--preset", help="config preset: local-in-mask (the default), seed (the seed's settings exactly), "
+                                    "local, fast or early-stop")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: the preset's; 200 in every preset)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's; local-in-mask 1.0, seed 0.1)")
     p.add_argument("--stop-probability", type=float, help="stop a sample once p(target) is below this")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto (default cpu)")

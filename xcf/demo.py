@@ -1,8 +1,8 @@
 """``xcf demo``: explain generated phantom films with the shipped ``phantom`` pack.
 
 For each phantom finding, several synthetic patients are generated with that finding (and the same
-anatomy without it: the true counterfactual), explained with the default method (the seed's
-settings unless ``--preset`` says otherwise), and written to ``--out``: one folder per case
+anatomy without it: the true counterfactual), explained with the default method
+(``preset("local-in-mask")``, :data:`xcf.config.DEFAULT_PRESET`, unless ``--preset`` says otherwise), and written to ``--out``: one folder per case
 (figure, counterfactual, difference map, report), ``summary.csv``, ``summary.md`` (validity, target
 drop, locality against the ground-truth region, time) and ``index.html``.
 """
@@ -119,7 +119,7 @@ def _add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--per-finding", type=int, default=2, help="patients per finding (default 2)")
     p.add_argument("--pack", default="phantom")
-    p.add_argument("--preset", help="config preset (default: the seed's settings)")
+    p.add_argument("--preset", help="config preset (default: local-in-mask; seed: the seed's settings exactly)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=lambda a: run_demo(a.out, per_finding=a.per_finding, pack=a.pack, preset=a.preset,
                                            device=a.device) and 0)

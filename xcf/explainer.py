@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .config import ExplainConfig, auto_batch_size
+from .config import DEFAULT_PRESET, ExplainConfig, auto_batch_size
 from .errors import ComponentError, ConfigError, UnknownLabelError, XcfError
 from .filters import gaussian_blur
 from .fusion import search_copies
@@ -59,7 +59,7 @@ def resolve_device(device: str) -> torch.device:
 
 def _as_config(config: ExplainConfig | dict | str | None, overrides: dict[str, Any]) -> ExplainConfig:
     if config is None:
-        base = ExplainConfig()
+        base = ExplainConfig.preset(DEFAULT_PRESET)
     elif isinstance(config, ExplainConfig):
         base = config
     elif isinstance(config, str):

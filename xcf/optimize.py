@@ -302,6 +302,7 @@ def optimize_latent(
         aux_active = z0  # Latent whose aux is indexed like `active`
         beta1, beta2 = ADAM_BETAS
         stop_p = config.stop_probability
+        off_tol = config.stop_off_target
         check_every = config.stop_check_every
         zshape = (-1,) + (1,) * (z.dim() - 1)
         ishape = (-1,) + (1,) * (x0.dim() - 1)
@@ -336,11 +337,15 @@ def optimize_latent(
                 pa_d = pa.detach()
                 p_t = pa_d[torch.arange(active.numel(), device=device), targets[active]]
                 cand = (p_t < stop_p) & finite
+                if off_tol is not None:  # the other findings must be back near their start too
+                    cand &= _off_target_ok(pa_d, y[active], targets[active], off_tol)
                 if confirm and bool(cand.any()):  # confirm in float32, on the returned image: bf16
                     ci = torch.nonzero(cand).flatten()  # rounding put films at p 0.5001-0.5055
                     with torch.no_grad():               # "below" 0.5 (session 8, pneumonia)
                         p32 = classify(checker, xd.detach()[ci].clamp(0, 1))
                     cand[ci] = p32[torch.arange(ci.numel(), device=device), targets[active][ci]] < stop_p
+                    if off_tol is not None:
+                        cand[ci] &= _off_target_ok(p32, y[active][ci], targets[active][ci], off_tol)
                     pa_d = pa_d.clone()
                     pa_d[ci] = p32  # a sample that stops now reports these float32 probabilities
                 below_a = torch.where(cand, below[active] + 1, 0)
@@ -420,3 +425,10 @@ def optimize_latent(
         seconds=time.perf_counter() - start,
         latent=z0.with_z(z.detach()),
     )
+
+
+def _off_target_ok(p: Tensor, y: Tensor, targets: Tensor, tol: float) -> Tensor:
+    """``(B,)`` bool: every finding but the target is within ``tol`` of its reference ``y``."""
+    off = (p - y).abs()
+    off[torch.arange(p.shape[0], device=p.device), targets] = 0.0
+    return off.amax(dim=1) <= tol if off.shape[1] else torch.ones_like(targets, dtype=torch.bool)

@@ -1,5 +1,6 @@
 """Built-in attribution-family saliency methods on captum: ``integrated-gradients``, ``saliency``,
-``smoothgrad``, ``occlusion``.
+``smoothgrad``, ``occlusion``, and ``saliency-in-gradcam++`` (the gradient confined to the seed's
+Grad-CAM++ mask, :mod:`xcf_captum.gated`).
 
 Each computes a captum attribution of the target logit and shares the post-processing of
 :class:`~xcf_captum.base.AttributionSaliency` (absolute value, Gaussian smoothing of ``sigma``
@@ -11,6 +12,7 @@ from __future__ import annotations
 from xcf import hookimpl
 
 from .base import AttributionSaliency, gaussian_smooth, minmax_normalize, postprocess
+from .gated import GatedSaliency
 from .gradient import VanillaGradient
 from .integrated_gradients import IntegratedGradients
 from .occlusion import Occlusion
@@ -18,6 +20,7 @@ from .smoothgrad import SmoothGrad
 
 __all__ = [
     "AttributionSaliency",
+    "GatedSaliency",
     "IntegratedGradients",
     "VanillaGradient",
     "SmoothGrad",
@@ -42,3 +45,6 @@ def xcf_register_saliency_methods(register) -> None:
     register("occlusion", Occlusion,
              description="occlusion (Zeiler & Fergus 2014): target-logit drop under a sliding black "
                          "window (1/8 of the side, stride 1/2 window); model-agnostic")
+    register("saliency-in-gradcam++", GatedSaliency,
+             description="the vanilla gradient map kept only inside Grad-CAM++ > 0.5 (the seed's "
+                         "mask), rescaled to max 1: every region it gives lies in the seed's mask")
