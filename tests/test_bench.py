@@ -295,6 +295,7 @@ def test_demo_writes_cases_summary_and_page(tiny_pack, tmp_path, monkeypatch):
         assert 0 <= r["share_in_gt_l1"] <= 1 and r["steps"] == 3
     md = (tmp_path / "demo" / "summary.md").read_text()
     assert "| finding | n |" in md and "Pleural Effusion" in md
+    assert "Method: preset `seed` with overrides; saliency `gradcam++`" in md
     assert (tmp_path / "demo" / "summary.csv").is_file()
     assert "<table" in (tmp_path / "demo" / "index.html").read_text()
 
