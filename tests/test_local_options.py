@@ -95,6 +95,11 @@ def test_region_grows_only_until_the_finding_flips():
     # a case that flips at the first level stays there
     easy = _explain(region_image(value=0.62), steps=80, blend="input", region_thresholds=(0.5, 0.3))
     assert easy.p_counterfactual < 0.5 and easy.metrics["region_threshold"] == pytest.approx(0.5)
+    # a stop probability below 0.5 is a goal: the quarter alone reaches p 0.43 at best, so the
+    # region grows until the whole region takes p below 0.05
+    far = _explain(region_image(value=0.62), steps=80, blend="input", region_thresholds=(0.5, 0.3),
+                   stop_probability=0.05)
+    assert far.p_counterfactual < 0.05 and far.metrics["region_threshold"] == pytest.approx(0.3)
 
 
 def test_level_steps_budget_every_level_but_the_last():

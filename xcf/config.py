@@ -94,7 +94,8 @@ class ExplainConfig(BaseModel):
         feather: Gaussian sigma (pixels) that softens the blending mask's edge.
         region_thresholds: Adaptive region: saliency levels tried in order (decreasing, so the
             region grows); a sample moves to the next level only if it did not flip at the current
-            one. ``None``: the single level ``mask_threshold``.
+            one (with a ``stop_probability`` below ``decision_threshold``: if it did not get below
+            the stop probability). ``None``: the single level ``mask_threshold``.
         prune_shares: After the search, keep only the pixels holding this share of the L1 change
             (``|cf - start|``, feathered), trying the shares in increasing order and keeping the first
             whose result is still valid; the region shown becomes those pixels. ``None``: no pruning.

@@ -408,7 +408,8 @@ class Explainer:
                 sal: Tensor, z0, x0: Tensor, p0: Tensor, p_in: Tensor,
                 models: tuple[Classifier, LatentModel]) -> Tensor:
         """Search the samples ``todo`` in the regions ``sal > level``, level by level, each level
-        only for those not yet flipped; returns the samples that never flipped. The loop runs on
+        only for those not yet flipped (or, with a ``stop_probability`` below the decision
+        threshold, not yet below it); returns the samples that never got there. The loop runs on
         ``models``; when those are copies, the counterfactual's probabilities (validity, and the
         decision to grow the region) are the original classifier's."""
         cfg = self.config
@@ -416,6 +417,9 @@ class Explainer:
         copies = clf_s is not self.classifier
         budget = cfg.model_copy(update={"steps": cfg.level_steps}) if cfg.level_steps else cfg
         z_cur = z0.z.detach().clone() if cfg.level_warm_start else None  # where each sample ended
+        # a sample moves on to the next level until it is valid, or below a lower stop probability
+        # the user asked for (a stop of 0.1 is a request to go that far)
+        goal = min(cfg.decision_threshold, cfg.stop_probability or cfg.decision_threshold)
         for i, level in enumerate(levels):
             cfg_l = budget if i < len(levels) - 1 else cfg  # the last level gets `steps`
             if cfg.level_lr_scale != 1.0 and i:
@@ -454,7 +458,7 @@ class Explainer:
                     res.probs_counterfactual = classify(self.classifier, res.counterfactual)
             runs.record(todo, res, mask, level)
             p_t = res.probs_counterfactual[torch.arange(len(todo), device=x.device), targets[todo]]
-            todo = todo[p_t >= cfg.decision_threshold]
+            todo = todo[p_t >= goal]
             if todo.numel() == 0:
                 break
         return todo
