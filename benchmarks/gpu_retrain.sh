@@ -56,7 +56,7 @@ else
   PH_CLS=12000; E_CLS=5; PH_AE=3000; E_AE=5; PN_LIMIT=640; E_PN=25; BENCH="--n 200 --batch-size 100"
   PN_BENCH="--batch-size 100"
 fi
-G1=seed,latent-shift,global,pixel,preset-fast,preset-local,seed-nogate
+G1=seed,local-in-mask,latent-shift,global,pixel,preset-fast,preset-local,seed-nogate
 G2=residual,region,blend,residual-region,blend-region,early-stop,fast-restart,fast-unbudgeted,fast-lr2
 G3=local-gradient,local-gradcam,local-input,local-fallback,local-prune,gradcam,hirescam,masked-l1,soft-mask,integrated-gradients
 
