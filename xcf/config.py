@@ -247,7 +247,7 @@ class ExplainConfig(BaseModel):
         ``"local-in-mask"`` (the default of :class:`xcf.Explainer` and the CLI since session 14,
         :data:`DEFAULT_PRESET`): ``"local"`` with its gradient regions confined to the seed's mask
         (``saliency="saliency-in-gradcam++"``: the gradient kept only where Grad-CAM++ > 0.5,
-        rescaled), so that every region it searches before the fallback lies inside the region the
+        that region eroded 4 px so the feathered blend stays in it, rescaled), so that every region it searches before the fallback lies inside the region the
         seed's method searches, starting from its most gradient-salient pixels; and a sample stops
         only once the other findings are also back within 0.1 of their start
         (``stop_off_target=0.1``: stopped on the target alone, removing a phantom's cardiomegaly

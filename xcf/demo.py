@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .config import DEFAULT_PRESET
 from .report import markdown_table, write_csv, write_index_html
 
 __all__ = ["run_demo", "DEMO_SEED"]
@@ -92,11 +93,10 @@ def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", pr
     table = markdown_table(rows, "finding", SUMMARY_METRICS, LABELS)
     overall = markdown_table(rows, None, SUMMARY_METRICS, LABELS)
     cfg = ex.config
-    from .config import DEFAULT_PRESET
-
     name = preset or f"{DEFAULT_PRESET} (the default)"
     md = (f"# xcf demo: pack `{pack}`, {len(rows)} phantom cases\n\n"
-          f"Method: preset `{name}`{' with overrides' if overrides else ''}; saliency `{ex.components()['saliency']}`, locality `{ex.components()['locality']}`, "
+          f"Method: preset `{name}`{' with overrides' if overrides else ''}; "
+          f"saliency `{ex.components()['saliency']}`, locality `{ex.components()['locality']}`, "
           f"{cfg.steps} steps max, lr {cfg.lr}, stop probability {cfg.stop_probability}. "
           f"Cases: phantom patients with one finding that the classifier detects (p > 0.5). "
           f"Cells: mean (median). Wall time {total:.1f} s on {ex.device}.\n\n"

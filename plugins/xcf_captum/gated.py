@@ -21,10 +21,10 @@ inner map unchanged (never an empty region).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from xcf import Classifier, SaliencyMethod
+from xcf.metrics import dilate
 
 __all__ = ["GatedSaliency"]
 
@@ -59,10 +59,9 @@ class GatedSaliency(SaliencyMethod):
 
     def __call__(self, classifier: Classifier, x: Tensor, targets: Tensor) -> Tensor:
         s = self.inner(classifier, x, targets).float()
-        region = (self.gate(classifier, x, targets).float() > self.gate_threshold).float()
-        if self.margin:  # erode: a pixel stays if its whole (2 margin + 1)^2 square is inside
-            k = 2 * self.margin + 1
-            region = 1.0 - F.max_pool2d(1.0 - region, k, stride=1, padding=self.margin)
+        region = self.gate(classifier, x, targets).float() > self.gate_threshold
+        # erode: a pixel stays if its whole (2 margin + 1)^2 square is inside
+        region = ~dilate(~region, self.margin)
         gated = s * region
         peak = gated.flatten(1).amax(1).view(-1, 1, 1, 1)
         ok = peak > 0  # a film with an empty gate, or no inner saliency in it, keeps `s`
