@@ -45,8 +45,13 @@ def _mean(rows: list[dict], key: str) -> float:
 
 
 def compare(path: str, reference: str, candidate: str) -> tuple[list[str], bool]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise SystemExit(f"{path}: cannot read rows ({exc.strerror}); give a rows.csv of xcf bench counterfactuals") from None
+    if rows and not {"method", "case"} <= set(rows[0]):
+        raise SystemExit(f"{path}: no 'method' and 'case' columns; give a rows.csv of xcf bench counterfactuals")
     ref = {r["case"]: r for r in rows if r["method"] == reference}
     cand = {r["case"]: r for r in rows if r["method"] == candidate}
     both = sorted(set(ref) & set(cand))

@@ -565,3 +565,8 @@ def test_default_rule_script_compares_matched_cases(tmp_path, capsys):
     assert "inside the true finding" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no case has rows of both"):
         rule.main([str(nogt), "--candidate", "other"])
+    with pytest.raises(SystemExit, match="cannot read rows"):
+        rule.main([str(tmp_path / "missing.csv"), "--candidate", "new"])
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit, match="no 'method' and 'case' columns"):
+        rule.main([str(tmp_path / "other.csv"), "--candidate", "new"])
