@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image, ImageDraw
 
     import xcf
-    from xcf.benchmarks_perf import split_variants, variant_config
+    from xcf.bench.perf import split_variants, variant_config
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("image")

@@ -2,7 +2,7 @@
 """Compare counterfactual methods on a dataset: ``python benchmarks/counterfactuals.py --quick --out DIR``.
 
 The same program as ``xcf bench counterfactuals`` (the logic lives in
-:mod:`xcf.benchmarks_counterfactuals`, so an installed xcf has it too); ``--help`` for the options.
+:mod:`xcf.bench.counterfactuals`, so an installed xcf has it too); ``--help`` for the options.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 import sys
 
-from xcf.benchmarks_perf import main
+from xcf.bench.perf import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     from xcf.data import FolderDataset
     from xcf.data.phantoms import PhantomDataset
     from xcf.packs import load_component
-    from xcf.train import PHANTOM_TEST_SEED, _stack, degradation_shift, reconstruction_metrics
+    from xcf.train.trainer import (
+        PHANTOM_TEST_SEED,
+        _stack,
+        degradation_shift,
+        reconstruction_metrics,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pack", default="phantom")

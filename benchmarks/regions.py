@@ -30,7 +30,7 @@ import torch
 
 def main(argv: list[str] | None = None) -> int:
     import xcf
-    from xcf.benchmarks_counterfactuals import phantom_cases
+    from xcf.bench.counterfactuals import phantom_cases
     from xcf.metrics import dilate
     from xcf.optimize import resize_to
     from xcf.registry import create

@@ -46,7 +46,7 @@ def _by_method(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
 
 
 def merge(out: Path, specs: list[str], common: bool = False) -> int:
-    from xcf.benchmarks_counterfactuals import METHODS
+    from xcf.bench.counterfactuals import METHODS
     from xcf.errors import ConfigError
 
     rows: list[dict[str, str]] = []

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Localization of the saliency methods: ``python benchmarks/saliency.py --out DIR``.
 
-The same program as ``xcf bench saliency`` (the logic lives in :mod:`xcf.benchmarks_saliency`,
+The same program as ``xcf bench saliency`` (the logic lives in :mod:`xcf.bench.saliency`,
 so an installed xcf has it too); ``--help`` for the options.
 """
 

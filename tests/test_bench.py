@@ -26,7 +26,7 @@ def tiny_pack(tmp_path_factory):
     from xcf.data.phantoms import FINDINGS, PhantomDataset
     from xcf.packs import sha256_file
     from xcf.registry import Registry, make_plugin_manager
-    from xcf.train import TrainData, _stack, train_classifier, train_latent, update_manifest
+    from xcf.train.trainer import TrainData, _stack, train_classifier, train_latent, update_manifest
 
     out = tmp_path_factory.mktemp("weights")
     tx, ty = _stack(PhantomDataset(96, seed=0, size=SIZE))
@@ -72,7 +72,7 @@ def _num(v: str) -> float:
 
 @pytest.mark.slow
 def test_quick_counterfactual_benchmark(tiny_pack, tmp_path, monkeypatch, capsys):
-    from xcf.benchmarks_counterfactuals import COLUMNS, QUICK_METHODS, QUICK_N
+    from xcf.bench.counterfactuals import COLUMNS, QUICK_METHODS, QUICK_N
 
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
     out = tmp_path / "bench"
@@ -188,7 +188,7 @@ def test_resume_after_partial_run_and_bad_image(tiny_pack, tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_saliency_benchmark(tiny_pack, tmp_path, monkeypatch):
-    from xcf.benchmarks_saliency import THRESHOLDS
+    from xcf.bench.saliency import THRESHOLDS
 
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
     out = tmp_path / "sal"
@@ -220,7 +220,7 @@ def test_list_and_bad_method(capsys):
 
 
 def test_select_cases_keeps_dataset_order_and_names_unknown_ids():
-    from xcf.benchmarks_counterfactuals import Case, select_cases
+    from xcf.bench.counterfactuals import Case, select_cases
     from xcf.errors import ConfigError
 
     cases = [Case(f"c{i}", "Nodule", {}, lambda: None) for i in range(5)]
@@ -232,7 +232,7 @@ def test_select_cases_keeps_dataset_order_and_names_unknown_ids():
 
 
 def test_methods_resolve_adhoc_and_all():
-    from xcf.benchmarks_counterfactuals import resolve_methods
+    from xcf.bench.counterfactuals import resolve_methods
     from xcf.errors import ConfigError
 
     ms = resolve_methods("seed,occlusion/masked-l1,gradcam/global/pixel")
@@ -303,15 +303,15 @@ def test_demo_writes_cases_summary_and_page(tiny_pack, tmp_path, monkeypatch):
 def test_perf_variants_split_validate_and_survive_a_failure(tiny_pack, tmp_path, monkeypatch, capsys):
     """perf.py: a list value keeps its commas, a bad setting stops the run before anything runs,
     and a variant that fails while running is named in the table without losing the others."""
-    from xcf.benchmarks_perf import main as perf_main
-    from xcf.benchmarks_perf import split_variants
+    from xcf.bench.perf import main as perf_main
+    from xcf.bench.perf import split_variants
     from xcf.errors import ConfigError
 
     assert split_variants("seed-loop, fast+region_thresholds=[0.5,0.2]+level_steps=2,early-stop") == [
         "seed-loop", "fast+region_thresholds=[0.5,0.2]+level_steps=2", "early-stop"]
     from types import SimpleNamespace
 
-    from xcf.benchmarks_perf import variant_config
+    from xcf.bench.perf import variant_config
 
     opts = SimpleNamespace(steps=200, batch_size=1, device="cpu")
     cfg = variant_config("local+saliency=gradcam+++lr=0.1+region_fallback=null", opts)  # '+' inside a value

@@ -13,7 +13,7 @@ from PIL import Image
 
 import xcf
 from xcf.cli import main
-from xcf.dataset_run import RESULT_COLUMNS, read_jobs
+from xcf.engines.runner import RESULT_COLUMNS, read_jobs
 from xcf.errors import ConfigError, DataError
 from xcf.result import REPORT_FILES
 

@@ -123,7 +123,7 @@ def test_alternative_latent_model_in_a_pack(trained, tiny_folder, tmp_path, monk
     (Trained with --channels-last: the weights are still saved and load as usual.)"""
     import shutil
 
-    from xcf.benchmarks_counterfactuals import _explainer, resolve_methods
+    from xcf.bench.counterfactuals import _explainer, resolve_methods
     from xcf.errors import ConfigError
 
     w = tmp_path / "w"
@@ -155,7 +155,7 @@ def test_alternative_latent_model_in_a_pack(trained, tiny_folder, tmp_path, monk
     with pytest.raises(ConfigError, match="METHOD@LATENT"):
         resolve_methods("nosuch@vae")
     # the default can be swapped afterwards; the old default becomes an alternative
-    from xcf.train import _main, set_default_latent
+    from xcf.train.trainer import _main, set_default_latent
 
     assert _main(["set-default-latent", str(w), "tiny", "vae", "tiny, VAE first"]) == 0
     swapped = read_manifest(w)[1]["packs"]["tiny"]

@@ -49,7 +49,7 @@ _LAZY = {
     "Counterfactual": ("xcf.result", "Counterfactual"),
     "load_pack": ("xcf.packs", "load_pack"),
     "list_packs": ("xcf.packs", "list_packs"),
-    "explain_dataset": ("xcf.dataset_run", "explain_dataset"),
+    "explain_dataset": ("xcf.engines.runner", "explain_dataset"),
 }
 
 

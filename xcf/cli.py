@@ -172,7 +172,7 @@ def _load_extra_commands() -> None:
     # Commands implemented in their own modules register themselves on import.
     import importlib
 
-    for mod in ("xcf.demo", "xcf.train", "xcf.bench", "xcf.dataset_run", "xcf.html_report"):
+    for mod in ("xcf.demo", "xcf.train", "xcf.bench", "xcf.engines.runner", "xcf.html_report"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

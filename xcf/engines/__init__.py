@@ -1,7 +1,8 @@
-"""Engines that run the jobs of :func:`xcf.explain_dataset`.
+"""Explaining datasets at scale: the runner (:mod:`xcf.engines.runner`, ``xcf explain-dataset``) and
+the engines that run its jobs.
 
 An engine is a function ``run(jobs, out, *, spec, explainer, batch_size, workers, address,
-gif_frames, on_rows)`` that explains every :class:`~xcf.dataset_run.Job`, writes its case folder under
+gif_frames, on_rows)`` that explains every :class:`~xcf.engines.runner.Job`, writes its case folder under
 ``out/cases/`` and hands each batch's rows to ``on_rows`` as they finish (any order). Both engines
 read the same inputs and write the same layout, so a run moves from a laptop to a cluster by
 switching ``--engine local`` to ``--engine ray --address ...``, and either can resume the other's

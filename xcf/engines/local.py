@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..dataset_run import ExplainerSpec, Job
     from ..explainer import Explainer
+    from .runner import ExplainerSpec, Job
 
 __all__ = ["run"]
 
@@ -44,7 +44,7 @@ def run(jobs: Sequence[Job], out: str | Path, *, spec: ExplainerSpec | None = No
         gif_frames: Write ``optimization.gif`` with this many frames (``None``: no GIF).
         on_rows: Receives each batch's rows once its case folders are written.
     """
-    from ..dataset_run import compute_batch, load_batch, save_batch
+    from .runner import compute_batch, load_batch, save_batch
 
     if workers not in (None, 1) or address:
         logger.warning("the local engine runs in this process; --workers/--address are ignored "

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..dataset_run import ExplainerSpec, Job
     from ..explainer import Explainer
+    from .runner import ExplainerSpec, Job
 
 __all__ = ["run", "check_available", "INSTALL_HINT"]
 
@@ -73,7 +73,7 @@ class _ExplainActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        from ..dataset_run import Job, process_batch
+        from .runner import Job, process_batch
 
         jobs = [Job.from_json(str(s)) for s in batch["job"]]
         rows = process_batch(self.explainer, jobs, self.out, gif_frames=self.gif_frames)

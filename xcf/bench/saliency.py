@@ -39,8 +39,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .atomic import atomic_file
-from .errors import ConfigError, DataError, XcfError
+from ..atomic import atomic_file
+from ..errors import ConfigError, DataError, XcfError
 
 __all__ = ["THRESHOLDS", "score_saliency", "phantom_items", "nih_items", "run", "main"]
 
@@ -63,7 +63,7 @@ def score_saliency(saliency: Tensor, gt: Tensor) -> dict[str, Tensor]:
     Returns:
         ``{"iou@0.1": (B,), ..., "iou@0.9": (B,), "pointing_game": (B,), "relevance_mass": (B,)}``.
     """
-    from .metrics import relevance_mass, saliency_iou, saliency_pointing_game
+    from ..metrics import relevance_mass, saliency_iou, saliency_pointing_game
 
     ious = saliency_iou(saliency, gt, list(THRESHOLDS))
     out = {_iou_key(t): ious[:, j] for j, t in enumerate(THRESHOLDS)}
@@ -77,7 +77,7 @@ Item = tuple[str, str, Any]  # (case id, target label, loader -> (image (1,S,S),
 
 def phantom_items(n: int, labels: Sequence[str], size: int) -> list[Item]:
     """Phantom test cases with one finding each (see module docstring)."""
-    from .benchmarks_counterfactuals import phantom_cases
+    from .counterfactuals import phantom_cases
 
     items = []
     for case in phantom_cases(n, labels, size):
@@ -99,8 +99,8 @@ def nih_items(csv_path: str, images: str, labels: Sequence[str], size: int,
         size: Image side.
         n: At most this many cases.
     """
-    from .data import NIHBoxes
-    from .imageio import load_image
+    from ..data import NIHBoxes
+    from ..imageio import load_image
 
     boxes = NIHBoxes(csv_path, size=size)
     root = Path(images)
@@ -141,10 +141,10 @@ def run(out: str | Path, methods: Sequence[str], datasets: dict[str, list[Item]]
     """
     from tqdm import tqdm
 
-    from .explainer import resolve_device
-    from .optimize import frozen, resize_to
-    from .registry import create
-    from .report import write_csv
+    from ..explainer import resolve_device
+    from ..optimize import frozen, resize_to
+    from ..registry import create
+    from ..report import write_csv
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,8 +213,8 @@ def run(out: str | Path, methods: Sequence[str], datasets: dict[str, list[Item]]
 
 def write_summary(out: Path, rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
     """summary.csv and summary.md: per dataset and method, the mean of each score and n."""
-    from .metrics import summarize
-    from .report import fmt, write_csv
+    from ..metrics import summarize
+    from ..report import fmt, write_csv
 
     keys = [*(_iou_key(t) for t in THRESHOLDS), "pointing_game", "relevance_mass", "seconds"]
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from .registry import create, get_registry
+    from ..registry import create, get_registry
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if bool(args.nih_csv) != bool(args.nih_images):
@@ -307,7 +307,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.classifier:
         classifier = create("classifier", args.classifier)
     else:
-        from .packs import load_pack
+        from ..packs import load_pack
 
         classifier = load_pack(args.pack).classifier
     S = classifier.input_size

@@ -1,9 +1,10 @@
 """``xcf bench``: the benchmarks, reachable from an installed xcf.
 
-Every module ``xcf/benchmarks_NAME.py`` with a ``main(argv) -> int`` is a benchmark, run as
-``xcf bench NAME ...``: ``counterfactuals`` (:mod:`xcf.benchmarks_counterfactuals`: methods x
-dataset -> rows.csv, summary.md, summary.csv, plots), ``saliency``
-(:mod:`xcf.benchmarks_saliency`: localization of the saliency methods), and any other such module.
+Every module ``xcf/bench/NAME.py`` with a ``main(argv) -> int`` is a benchmark, run as
+``xcf bench NAME ...``: ``counterfactuals`` (:mod:`xcf.bench.counterfactuals`: methods x
+dataset -> rows.csv, summary.md, summary.csv, plots), ``perf`` (:mod:`xcf.bench.perf`: time per
+explanation, side by side), ``saliency`` (:mod:`xcf.bench.saliency`: localization of the saliency
+methods), and any other such module.
 The scripts in the source tree's ``benchmarks/`` folder are thin wrappers around the same entry
 points, so ``python benchmarks/counterfactuals.py ...`` and ``xcf bench counterfactuals ...`` are
 one program. ``xcf bench NAME --help`` shows each benchmark's options.
@@ -16,20 +17,15 @@ import importlib
 import pkgutil
 from collections.abc import Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-__all__ = ["available_benchmarks", "run_benchmark", "PREFIX"]
-
-#: Modules of the ``xcf`` package named ``PREFIX + NAME`` are benchmarks.
-PREFIX = "benchmarks_"
+__all__ = ["available_benchmarks", "run_benchmark"]
 
 
 def available_benchmarks() -> dict[str, str]:
     """Benchmark name -> module name, found by listing the package (nothing is imported)."""
-    import xcf
-
-    names = sorted(m.name for m in pkgutil.iter_modules(xcf.__path__) if m.name.startswith(PREFIX))
-    return {n[len(PREFIX):]: f"xcf.{n}" for n in names}
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return {n: f"{__name__}.{n}" for n in names}
 
 
 def run_benchmark(name: str, argv: Sequence[str]) -> int:
@@ -57,7 +53,7 @@ def _add_parser(sub) -> None:
 
 
 def _register_cli() -> None:
-    from .cli import COMMANDS
+    from ..cli import COMMANDS
 
     COMMANDS["bench"] = _add_parser
 

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .atomic import atomic_dir, atomic_file
-from .errors import ConfigError, DataError, XcfError
+from ..atomic import atomic_dir, atomic_file
+from ..errors import ConfigError, DataError, XcfError
 
 if TYPE_CHECKING:
-    from .explainer import Explainer
-    from .result import Counterfactual
+    from ..explainer import Explainer
+    from ..result import Counterfactual
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -181,7 +181,7 @@ def read_jobs(data: str | os.PathLike, labels: Sequence[str], *, target: str | N
         DataError: The dataset is missing or malformed, or has no label column for ``all_positive``.
         ConfigError: Neither or both of ``target`` and ``all_positive``.
     """
-    from .data.readers import CHEXPERT_FINDINGS, CheXpertDataset, FolderDataset
+    from ..data.readers import CHEXPERT_FINDINGS, CheXpertDataset, FolderDataset
 
     if (target is None) == (not all_positive):
         raise ConfigError("give either a target (--target NAME) or all_positive (--all-positive)")
@@ -280,7 +280,7 @@ class ExplainerSpec:
 
     def build(self, **overrides: Any) -> Explainer:
         """The explainer, with optional config overrides (e.g. ``device``)."""
-        from .explainer import Explainer
+        from ..explainer import Explainer
 
         return Explainer(pack=self.pack, classifier=self.classifier, latent=self.latent,
                          saliency=self.saliency, locality=self.locality,
@@ -364,8 +364,8 @@ def _error_row(job: Job, exc: BaseException) -> dict[str, Any]:
 
 
 def _completed_row(job: Job, folder: Path, chash: str, need_gif: bool) -> dict[str, Any] | None:
-    from .gif import GIF_NAME
-    from .result import REPORT_FILES
+    from ..gif import GIF_NAME
+    from ..result import REPORT_FILES
 
     if not all((folder / f).is_file() for f in REPORT_FILES):
         return None
@@ -433,7 +433,7 @@ def _thumb(cf: Counterfactual, path: Path, side: int = 112) -> None:
 def save_case(cf: Counterfactual, folder: Path, frames: Sequence[Any] | None = None) -> None:
     """Write a case folder atomically: :meth:`~xcf.Counterfactual.save`'s files, ``thumb.png`` and
     (with ``frames``) ``optimization.gif``."""
-    from .gif import GIF_NAME, write_gif
+    from ..gif import GIF_NAME, write_gif
 
     with atomic_dir(folder) as tmp:
         cf.save(tmp)
@@ -456,7 +456,7 @@ def compute_batch(explainer: Explainer, jobs: Sequence[Job], x: torch.Tensor, *,
     t = torch.tensor([explainer.target_index(j.target) for j in jobs], dtype=torch.long)
     try:
         if gif_frames:
-            from .gif import explain_with_paths
+            from ..gif import explain_with_paths
 
             cfs, paths = explain_with_paths(explainer, x, t, sources=[j.path for j in jobs],
                                             frames=gif_frames)
@@ -546,7 +546,7 @@ def _clean_stale(cases: Path) -> None:
 
 
 def _write_results(out: Path, rows_by_index: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    from .report import write_csv
+    from ..report import write_csv
 
     rows = [{k: v for k, v in rows_by_index[i].items() if k != "_index"} for i in sorted(rows_by_index)]
     write_csv(rows, out / "results.csv", RESULT_COLUMNS)
@@ -608,9 +608,9 @@ def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: 
         XcfError: Bad dataset, unknown target, missing weights, unknown engine ... (before any work).
         KeyboardInterrupt: Re-raised after ``results.csv`` is written; completed cases are kept.
     """
-    from .config import ExplainConfig
-    from .engines import get_engine
-    from .explainer import _as_config
+    from ..config import ExplainConfig
+    from ..engines import get_engine
+    from ..explainer import _as_config
 
     run_engine = get_engine(engine)
     out = Path(out)
@@ -707,7 +707,7 @@ def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: 
         with contextlib.suppress(OSError):
             _write_json(out / "run.json", meta)
     if report:
-        from .html_report import build_report
+        from ..html_report import build_report
 
         build_report(out)
     return DatasetRun(out=out, rows=rows, n_jobs=len(jobs), n_resumed=n_resumed,
@@ -722,7 +722,7 @@ def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: 
 
 
 def _add_parser(sub) -> None:
-    from .cli import _add_component_options
+    from ..cli import _add_component_options
 
     p = sub.add_parser(
         "explain-dataset", help="explain every image of a dataset (resumable; local or Ray)",
@@ -753,7 +753,7 @@ def _add_parser(sub) -> None:
 
 
 def _run_cli(args) -> int:
-    from .cli import _config_overrides
+    from ..cli import _config_overrides
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
@@ -781,7 +781,7 @@ def _run_cli(args) -> int:
 
 
 def _register_cli() -> None:
-    from .cli import COMMANDS
+    from ..cli import COMMANDS
 
     COMMANDS["explain-dataset"] = _add_parser
 

@@ -60,9 +60,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .atomic import atomic_file
-from .config import PRESETS
-from .errors import ConfigError, DataError, UnknownLabelError, XcfError
+from ..atomic import atomic_file
+from ..config import PRESETS
+from ..errors import ConfigError, DataError, UnknownLabelError, XcfError
 
 __all__ = [
     "Method",
@@ -233,7 +233,7 @@ def resolve_methods(spec: str | None, *, all_combinations: bool = False,
     Raises:
         ConfigError: An unknown method or component name (the message lists the valid ones).
     """
-    from .registry import get_registry
+    from ..registry import get_registry
 
     reg = registry or get_registry()
     names = [s.strip() for s in spec.split(",") if s.strip()] if spec else list(DEFAULT_METHODS)
@@ -310,8 +310,8 @@ def phantom_cases(n: int, labels: Sequence[str], size: int) -> list[Case]:
     Raises:
         ConfigError: The classifier has none of the phantom findings.
     """
-    from .data.phantoms import FINDINGS, generate_case
-    from .train import PHANTOM_TEST_SEED
+    from ..data.phantoms import FINDINGS, generate_case
+    from ..train import PHANTOM_TEST_SEED
 
     folded = {lab.casefold(): lab for lab in labels}
     findings = [f for f in FINDINGS if f.casefold() in folded]
@@ -365,8 +365,8 @@ def folder_cases(root: str | os.PathLike, target: str, labels: Sequence[str], si
         UnknownLabelError: ``target`` is not one of the classifier's labels.
         DataError: Missing folder/CSV/column (from :class:`xcf.data.FolderDataset`).
     """
-    from .data import FolderDataset
-    from .imageio import load_image
+    from ..data import FolderDataset
+    from ..imageio import load_image
 
     folded = {lab.casefold(): lab for lab in labels}
     if target.casefold() not in folded:
@@ -538,9 +538,9 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
 
 
 def _explainer(method: Method, pack: Any, size: int, overrides: dict[str, Any]):
-    from .config import ExplainConfig
-    from .explainer import Explainer
-    from .registry import create
+    from ..config import ExplainConfig
+    from ..explainer import Explainer
+    from ..registry import create
 
     # None (the pack's default) and the pack's trained latent models go to the Explainer by name,
     # which loads them from the pack; anything else is a registered architecture built at `size`
@@ -559,7 +559,7 @@ class _RefMasks:
     """The reference mask of each case (Grad-CAM++ > 0.5 of the classifier on the input), cached."""
 
     def __init__(self, classifier: Any, size: int) -> None:
-        from .registry import create
+        from ..registry import create
 
         self.classifier = classifier
         self.size = size
@@ -567,7 +567,7 @@ class _RefMasks:
         self.cache: dict[str, Tensor] = {}
 
     def get(self, ids: Sequence[str], x: Tensor, targets: Tensor) -> Tensor:
-        from .optimize import frozen, resize_to
+        from ..optimize import frozen, resize_to
 
         todo = [i for i, cid in enumerate(ids) if cid not in self.cache]
         if todo:
@@ -583,7 +583,7 @@ class _RefMasks:
 
 def _oracle_probs(oracle: Any, x: Tensor, targets: Sequence[str]) -> Tensor | None:
     """``(B,)`` oracle probability of each sample's target (NaN where the oracle lacks it)."""
-    from .optimize import classify
+    from ..optimize import classify
 
     if oracle is None:
         return None
@@ -601,7 +601,7 @@ def _oracle_probs(oracle: Any, x: Tensor, targets: Sequence[str]) -> Tensor | No
 def _explain_batch(ex: Any, method: Method, cases: Sequence[Case],
                    loaded: Sequence[tuple[Tensor, Tensor | None, Tensor | None]], *, pack: Any,
                    refs: _RefMasks) -> list[dict[str, Any]]:
-    from .metrics import realism, share_inside
+    from ..metrics import realism, share_inside
 
     x = torch.stack([item[0] for item in loaded])
     targets = torch.tensor([ex.target_index(c.target) for c in cases])
@@ -725,7 +725,7 @@ def _backfill_removal(path: Path, cases: Sequence[Case]) -> None:
     """Fill ``removal`` in rows written before it existed, exactly, from their
     ``mae_true_inside`` and the case's own input error inside its true region
     (:func:`xcf.metrics.removal` is ``1 - mae_true_inside / that``)."""
-    from .metrics import mae_inside_outside
+    from ..metrics import mae_inside_outside
 
     if not path.is_file():
         return
@@ -788,7 +788,7 @@ def _present(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[str
 
 
 def _table(rows: Sequence[Mapping[str, Any]], order: Sequence[str], keys: Sequence[str]) -> str:
-    from .report import markdown_table
+    from ..report import markdown_table
 
     by = {m: [r for r in rows if r["method"] == m] for m in order}
     ordered = [r for m in order for r in by[m]]
@@ -797,7 +797,7 @@ def _table(rows: Sequence[Mapping[str, Any]], order: Sequence[str], keys: Sequen
 
 def summary_rows(rows: Sequence[Mapping[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
     """Per method: ``n`` and ``{metric}_mean``, ``{metric}_median``, ``{metric}_n``."""
-    from .metrics import summarize
+    from ..metrics import summarize
 
     keys = _present(rows, [c for c in COLUMNS if c not in _TEXT and c != "phantom_seed"])
     out = []
@@ -820,7 +820,7 @@ def write_summary(out: str | os.PathLike, *, methods: Sequence[str] = (), title:
     Returns:
         The per-method summary rows (see :func:`summary_rows`).
     """
-    from .report import write_csv
+    from ..report import write_csv
 
     out = Path(out)
     rows = read_rows(out / "rows.csv")
@@ -1009,7 +1009,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from .packs import load_pack
+    from ..packs import load_pack
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.list:
@@ -1081,7 +1081,7 @@ def _main(argv: Sequence[str] | None) -> int:
         interrupted = True
         res = {"errors": [], "seconds": math.nan, "new_rows": 0}
     if res["errors"]:
-        from .report import write_csv
+        from ..report import write_csv
 
         write_csv([{"method": m, "case": c, "error": e} for m, c, e in res["errors"]], out / "errors.csv")
     notes = (f"Pack `{pack_name}` ({size} px), {what}; steps: {args.steps or 'per method (200)'}, "

@@ -44,16 +44,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .atomic import atomic_file, default_mode
+from ..atomic import atomic_file, default_mode
 
 try:  # POSIX: serialize manifest updates of concurrent trainings
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-from .errors import ConfigError, DataError, WeightsError
-from .filters import gaussian_blur
-from .interfaces import Latent
-from .metrics import roc_auc, ssim
+from ..errors import ConfigError, DataError, WeightsError
+from ..filters import gaussian_blur
+from ..interfaces import Latent
+from ..metrics import roc_auc, ssim
 
 __all__ = ["TrainData", "load_training_data", "train_classifier", "train_latent", "augment",
            "gaussian_blur", "degradation_shift", "update_manifest", "PHANTOM_TEST_SEED"]
@@ -147,7 +147,7 @@ def train_val_indices(ds, val_fraction: float, seed: int,
     """The training and validation rows of a folder or CheXpert dataset: split by patient (by path
     where there is no patient id), then, with ``limit``, a seeded sample of ``limit`` training and
     ``max(limit // 5, 8)`` validation rows. Exactly the rows ``xcf train`` reads."""
-    from .data import patient_split
+    from ..data import patient_split
 
     pids = ds.patient_ids if ds.patient_ids is not None else [str(p) for p in ds.paths]
     tr_idx, va_idx = patient_split(pids, val_fraction, seed)
@@ -162,10 +162,10 @@ def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: 
                        split: str | None = "train", eval_split: str | None = "test",
                        val_fraction: float = 0.1, seed: int = 0, limit: int | None = None) -> TrainData:
     """Read a ``--data`` spec (see module docstring) into memory."""
-    from .data import CheXpertDataset, FolderDataset
+    from ..data import CheXpertDataset, FolderDataset
 
     if spec.startswith("phantom"):
-        from .data.phantoms import FINDINGS, PhantomDataset
+        from ..data.phantoms import FINDINGS, PhantomDataset
 
         parts = spec.split(":")
         try:
@@ -265,7 +265,7 @@ def augment(x: Tensor, generator: torch.Generator, *, shift: float = 0.06, rotat
 # -- common loop pieces ------------------------------------------------------------------------
 
 def _device(name: str) -> torch.device:
-    from .explainer import resolve_device
+    from ..explainer import resolve_device
 
     return resolve_device(name)
 
@@ -528,7 +528,7 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
     mean((p(x_hat) - p(x))^2) * 100`` + ``feature_weight * ||f(x_hat) - f(x)||^2 / ||f(x)||^2``
     where ``p`` and ``f`` are the frozen classifier's probabilities and CAM-layer features.
     """
-    from .optimize import frozen
+    from ..optimize import frozen
 
     dev = _device(device)
     torch.manual_seed(seed)
@@ -697,7 +697,7 @@ def _main(argv: list[str] | None = None) -> int:
 def _save_weights(model, out_dir: Path, name: str) -> tuple[str, str]:
     from safetensors.torch import save_file
 
-    from .packs import sha256_file
+    from ..packs import sha256_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
     file = f"{name}.safetensors"
@@ -756,8 +756,8 @@ def _add_parser(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .packs import load_component
-    from .registry import get_registry
+    from ..packs import load_component
+    from ..registry import get_registry
 
     logging.getLogger("xcf").setLevel(logging.INFO)
     try:
@@ -843,13 +843,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _register_cli() -> None:
-    from .cli import COMMANDS
+    from ..cli import COMMANDS
 
     COMMANDS["train"] = _add_parser
 
 
 _register_cli()
 
-
-if __name__ == "__main__":
-    sys.exit(_main())
