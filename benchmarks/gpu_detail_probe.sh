@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A short GPU call (session 12, ~4 minutes) that asks why the phantom pack's seed method flips only
-# a third of the findings once its autoencoder passes the input's detail around z: it trains the
-# narrow segnet-ae with detail_sigma 1 and 1.5 (the shipped recipe otherwise, against the classifier
-# in weights/) and runs seed, global, preset-fast and preset-local on the first 100 test phantoms
-# with each, in a copy of weights/ whose `phantom` pack names that autoencoder.
+# A short GPU run (~4 minutes) on how the scale of the detail a latent model passes around z
+# (detail_sigma) affects the methods: it trains the narrow segnet-ae with detail_sigma 1 and 1.5
+# (the shipped recipe otherwise, against the classifier in weights/) and runs seed, global,
+# preset-fast and preset-local on the first 100 test phantoms with each, in a copy of weights/
+# whose `phantom` pack names that autoencoder.
 #   DEADLINE=230 XCF="python3 -m xcf.cli" OUT=$OUT bash benchmarks/gpu_detail_probe.sh
 # SMALL=1 runs the same steps at toy sizes on the CPU.
 set -u

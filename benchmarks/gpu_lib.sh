@@ -1,12 +1,13 @@
 # Shared by benchmarks/gpu_session.sh and benchmarks/gpu_retrain.sh (sourced, not run): the step
-# runner, the part filter and the packing of results into $OUT, where the device tool fetches them.
+# runner, the part filter and the packing of results into $OUT, from where they are fetched.
 # The sourcing script sets OUT, LOG, PARTS, T0 (and DEADLINE, for `left`) first.
-# Everything a run makes goes into $OUT as at most three files (the device tool returns at most 8):
+# Everything a run makes goes into $OUT as at most three files (a remote GPU machine may return
+# only a few files):
 #   results.tgz  every step's log and output folder ($OUT/r);
 #   weights.tar  weights/manifest.json and every weights/*.safetensors written during the run;
 #   log.txt      one line per step start and end, with its exit status.
-# A background packer repeats the packing every 30 s, so a run cut off by the tool's time limit
-# still returns what it had.
+# A background packer repeats the packing every 30 s, so a run cut off by a time limit still
+# returns what it had.
 
 left() {  # seconds to the sourcing script's DEADLINE (from T0), at least 5: a step's time limit
   local l=$(( DEADLINE - ($(date +%s) - T0) )); [ $l -lt 5 ] && l=5; echo $l
@@ -36,11 +37,11 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, its ou
 
 start_packer() {  # pack every 30 s from now on; log the GPU's name
   mkdir -p "$OUT/r"
-  echo "== session $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
+  echo "== run $(date +%T) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" > "$LOG"
   ( exec >/dev/null 2>&1; while sleep 30; do pack_results; done ) &  # holds no output pipe open
   PACKER=$!
-  disown "$PACKER"  # a bare `wait` waits for the steps only (until session 8 it also waited for the
-                    # never-ending packer: a run that finished early held on until its time limit)
+  disown "$PACKER"  # so that a bare `wait` waits for the steps only, not for the never-ending
+                    # packer (a run that finished early would hold on until its time limit)
   sleep 1  # weights written from now on are newer than $STAMP
 }
 

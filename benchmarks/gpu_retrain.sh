@@ -1,46 +1,41 @@
 #!/usr/bin/env bash
-# A GPU session that retrains what misses its goal in weights/ and reruns the benchmark matrix of
-# each pack whose weights changed, in one device call of at most ~9.5 minutes:
+# A GPU run that retrains what misses its goal in weights/ and reruns the benchmark matrix of
+# each pack whose weights changed, within one call of at most ~9.5 minutes (DEADLINE):
 #   1. phantom classifier, 12,000 phantoms x 5 epochs with the image-quality augmentation
-#      (--degrade 0.5: session 10 found that without it the classifier reads an autoencoder's loss of
-#      fine texture as a finding; the shipped one, 3 epochs, has Nodule AUC 0.969 < 0.97 and its
-#      validation AUC was still rising) -> select_weights.py classifier;
+#      (--degrade 0.5: without it the classifier reads an autoencoder's loss of fine texture as a
+#      finding) -> select_weights.py classifier;
 #   2. autoencoders, three recipes per pack side by side, each against the pack's classifier as it is
 #      after step 1 (phantom: the narrow segnet-ae with the input's detail passed around z,
 #      detail_sigma 1 / 1.5 / 2, the shipped classifier terms; pneumonia-segnet: classifier-
-#      consistency / feature weights one step either side of the shipped ones) ->
+#      consistency / feature weights one step either side of 0.02 / 0.01) ->
 #      select_weights.py latent (the smallest held-out shift among those whose PSNR is within 1 dB
 #      of the shipped model's; the shipped model stays unless one beats its shift);
 #   3. `xcf bench counterfactuals` with the weights then in weights/, every named method in three
 #      processes per pack, for each pack whose weights changed (FORCE_BENCH=1: both). Rows are
 #      written per batch, so a run cut at the deadline keeps its finished batches.
-# Results are packed into $OUT every 30 s. Usage through the device tool (see gpu_session.sh for
-# the staging of .devdata and .whl; the tool's 64 MiB limit leaves room for --limit 640):
+# The recipes keep the classifier terms small: heavier ones pull the decoder towards images that
+# please the classifier, which costs PSNR without lowering the shift.
+# Results are packed into $OUT every 30 s. On a GPU machine that receives only the repository (see
+# gpu_session.sh for staging .devdata and wheels; --limit 640 keeps .devdata small):
 #   PNEUMONIA=.devdata/kermany-pneumonia-224 XCF="python3 -m xcf.cli" OUT=$OUT bash benchmarks/gpu_retrain.sh
-# PARTS picks the packs (default "phantom"; "pneumonia-bench" runs the matrix of the shipped pneumonia
-# pack, conv-ae with detail_sigma 2, from the start, with fast at lr 0.5 / 0.25 beside it;
-# "phantom-bench" runs the shipped phantom pack's matrix without training - since session 12 both
-# with the detail gate, the default, and the next GPU session's job: PARTS="phantom-bench
-# pneumonia-bench"; "pneumonia" retrained the segnet-ae of the `pneumonia-segnet` pack, the
-# pneumonia pack until session 11, which session 14 removed from weights/ (restore it with
-# `git checkout 135d96f -- weights/` before running that part); SMALL=1 runs the same steps at toy sizes on
-# the CPU (to check the script).
-#
-# Session 7 (2026-11-26, H200) ran it with consistency weights 0.1 / 0.3 / 1.0 (feature 0.05 / 0.1 /
-# 0.3) at batch 32: the 5-epoch classifier reached Nodule AUC 0.998 in 146 s, but every autoencoder
-# lost 9-16 dB of PSNR (the classifier terms pulled the decoder towards images that please the
-# classifier: 13 dB after the first epoch) without a lower shift, so the shipped ones stayed, and
-# the new classifier was not shipped (the shipped autoencoder shifts it by 0.228). Hence the
-# recipes below: the shipped weights (0.02 / 0.01) at the shipped batch (16), and one step either
-# side. The pneumonia matrix of that session is docs/results/bench-pneumonia-h200.md.
+# PNEUMONIA, the pneumonia data folder (images + labels.csv), is needed by the pneumonia parts only.
+# PARTS picks the parts (default "phantom"): "pneumonia-bench" runs the matrix of the shipped
+# pneumonia pack (conv-ae with detail_sigma 2), with fast at lr 0.5 / 0.25 beside it;
+# "phantom-bench" runs the shipped phantom pack's matrix without training; "pneumonia" retrains the
+# segnet-ae of the `pneumonia-segnet` pack, which is not in weights/ (restore it with
+# `git checkout 135d96f -- weights/` before running that part). SMALL=1 runs the same steps at toy
+# sizes on the CPU (to check the script).
 set -u
 OUT=${OUT:-gpu-out}
-PN=${PNEUMONIA:-../shared/data/kermany-pneumonia-224}
+PN=${PNEUMONIA:-}   # the pneumonia data folder (images + labels.csv), for the pneumonia parts
 DEV=${DEVICE:-cuda}
 XCF=${XCF:-xcf}
 PY=${PY:-python3}
 DEADLINE=${DEADLINE:-560}   # seconds after start by which everything has stopped
 PARTS=${PARTS:-phantom}
+case " $PARTS " in *" pneumonia"*)
+  [ -n "$PN" ] || { echo "set PNEUMONIA to the pneumonia data folder (images + labels.csv)" >&2; exit 2; };;
+esac
 mkdir -p "$OUT/r"
 export XCF_WEIGHTS_DIR=$PWD/weights PYTHONUNBUFFERED=1 TQDM_DISABLE=1 OMP_NUM_THREADS=2
 LOG=$OUT/log.txt
@@ -115,8 +110,8 @@ has phantom && (
   grep -q '"winner": "phantom-small-cnn-e5"' "$OUT/r/select-phantom-cls.log" && changed=(--classifier-changed)
   EPOCHS=$E_AE AE_LIMIT=200
   PHA=(--data "phantom:$PH_AE" --classifier phantom-small-cnn)
-  # session 11 (CPU): the shipped autoencoder wrapped with detail_sigma 2, not retrained, already
-  # shifts the shipped classifier by 0.025 instead of 0.112 (benchmarks/recon_shift.py --detail-sigma)
+  # passing the detail around z lowers the shift even without retraining (an autoencoder wrapped
+  # with detail_sigma: benchmarks/recon_shift.py --detail-sigma S), so the recipes vary only S
   ae phantom-segnet-ae d10 "$D10" 0.02 0.01 "${PHA[@]}" &
   ae phantom-segnet-ae d15 "$D15" 0.02 0.01 "${PHA[@]}" &
   ae phantom-segnet-ae d20 "$D20" 0.02 0.01 "${PHA[@]}" &

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session, as run through the device tool (H100/H200), behind the GPU numbers in README and
-# the GPU-trained entries of weights/manifest.json:
+# One GPU run behind the GPU numbers in docs/results and the GPU-trained entries of
+# weights/manifest.json (H100/H200 class):
 #   1. speed on the seed's sizes (benchmarks/perf.py --seed-sizes --device cuda, batch 1/16/64), and
 #      on the shipped pneumonia pack: the seed loop vs preset fast in float32 and with its bf16 loop
 #      ("auto": bf16 on a CUDA device with bf16, a stop confirmed in float32), at batch 16 and 64,
@@ -10,21 +10,22 @@
 #      early-stopping settings on the pneumonia pack (candidates for preset "fast").
 # Each step has a time limit; results are packed into $OUT every 30 s (benchmarks/gpu_lib.sh:
 # results.tgz, weights.tar with the manifest and the weights the run wrote, log.txt), so a cut-off
-# run still returns what it finished. Usage, from the repo root:
-#   OUT=gpu-out PNEUMONIA=../shared/data/kermany-pneumonia-224 bash benchmarks/gpu_session.sh
-# Through the device tool (../shared does not travel): stage the files it reads with
-# `python benchmarks/device_data.py --limit 1000`, carry .devdata and the wheels (.whl: captum,
-# pydantic, pydantic-core, annotated-types, typing-inspection), install them into /tmp/site and the
-# repo with `pip install --no-deps --no-build-isolation -e .`, then run this with
+# run still returns what it finished. Usage, from the repo root, with PNEUMONIA the pneumonia data
+# folder (images + labels.csv, e.g. the Kermany pediatric pneumonia set resized to 224 px):
+#   OUT=gpu-out PNEUMONIA=/path/to/kermany-pneumonia-224 bash benchmarks/gpu_session.sh
+# On a GPU machine that receives only the repository: stage the files the run reads with
+# `python benchmarks/device_data.py --data /path/to/kermany-pneumonia-224 --limit 1000`, send
+# .devdata (and wheels of packages the machine cannot download: captum, pydantic, pydantic-core,
+# annotated-types, typing-inspection) with the repository, install them and the repo there with
+# `pip install --no-deps --no-build-isolation -e .`, then run this with
 # PNEUMONIA=.devdata/kermany-pneumonia-224 XCF="python3 -m xcf.cli"; delete .devdata afterwards.
 # SMALL=1 runs the same steps at toy sizes on the CPU (to check the script itself); PARTS picks the
-# groups to run (default "perf train bench"). Lessons from the first session (2026-11-26, H200):
-# every device call re-sends the working tree, so weights trained in one call are overwritten by
-# the local copies in the next - bench in the same call as the training, or copy the weights back
-# first; six trainings side by side made each 2-3x slower than alone.
+# groups to run (default "perf train bench"). Weights trained on the remote machine exist only
+# there: bench them in the same run as the training, or copy weights.tar back first. Trainings run
+# side by side share the GPU (each is 2-3x slower than alone).
 set -u
 OUT=${OUT:-gpu-out}
-PN=${PNEUMONIA:-../shared/data/kermany-pneumonia-224}
+PN=${PNEUMONIA:-}   # the pneumonia data folder (images + labels.csv); every group reads it
 DEV=${DEVICE:-cuda}
 mkdir -p "$OUT/r"
 export XCF_WEIGHTS_DIR=$PWD/weights PYTHONUNBUFFERED=1 TQDM_DISABLE=1
@@ -45,6 +46,9 @@ else
 fi
 
 PARTS=${PARTS:-perf train bench}
+case " $PARTS " in *" perf "*|*" train "*|*" bench "*)
+  [ -n "$PN" ] || { echo "set PNEUMONIA to the pneumonia data folder (images + labels.csv)" >&2; exit 2; };;
+esac
 T0=$(date +%s)
 . "$(dirname "$0")/gpu_lib.sh"
 start_packer
