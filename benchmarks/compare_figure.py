@@ -1,12 +1,12 @@
-"""One film explained under several settings, the figures stacked into one PNG (for README).
+"""One film explained under several settings, the figures stacked into one PNG.
 
 Each variant is a preset with optional overrides, as in benchmarks/perf.py (``fast``,
 ``local+saliency=gradcam+++lr=0.1``: a ``+`` starts an override where ``KEY=`` follows it;
-values read as JSON where they parse), separated by commas. README's pneumonia figure (IMAGE:
-test/PNEUMONIA/person100_bacteria_475.png of ../shared/data/kermany-pneumonia-224):
+values read as JSON where they parse), separated by commas. For example, with DATA the pneumonia
+data folder (images with labels.csv):
 
-    python benchmarks/compare_figure.py IMAGE --pack pneumonia --target pneumonia
-        --out docs/pneumonia-fast-vs-local-input.png --variants
+    python benchmarks/compare_figure.py DATA/test/PNEUMONIA/person100_bacteria_475.png
+        --pack pneumonia --target pneumonia --out compare.png --variants
         "fast,local+saliency=gradcam+++lr=0.1+blend=input+region_fallback=null+classification_loss=mse"
 
 Each row is the figure ``Counterfactual.figure()`` draws, headed by its variant; the script

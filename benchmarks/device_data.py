@@ -1,14 +1,15 @@
-"""Stage the part of ../shared/data/kermany-pneumonia-224 that a GPU session reads.
+"""Stage the part of the pneumonia data folder that a GPU run with ``--limit N`` reads.
 
-The device tool sends the repo (64 MiB at most) but not ../shared, and the whole data set is
-130 MB. A `--limit N` training run reads only ``labels.csv``, the N training rows and N/5
-validation rows that ``xcf.train.load_training_data`` picks, and the test split: this copies exactly
-those files (same relative paths) into ``--out`` (default ``.devdata/kermany-pneumonia-224``, which
-must be git-ignored, e.g. in .git/info/exclude). Carry that folder to the device and point
+For a GPU machine that receives the repository but not the data folder (the whole Kermany set
+resized to 224 px is 130 MB): a ``--limit N`` training run reads only ``labels.csv``, the N
+training rows and N/5 validation rows that ``xcf.train.load_training_data`` picks, and the test
+split. This copies exactly those files (same relative paths) from ``--data`` (a folder of images
+with labels.csv) into ``--out`` (default ``.devdata/kermany-pneumonia-224``, which must be
+git-ignored, e.g. in .git/info/exclude). Send that folder with the repository and point
 ``PNEUMONIA`` of benchmarks/gpu_session.sh at it. Delete it afterwards: the images must not be
 committed.
 
-    python benchmarks/device_data.py --limit 1000
+    python benchmarks/device_data.py --data /path/to/kermany-pneumonia-224 --limit 1000
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from xcf.train import train_val_indices
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="../shared/data/kermany-pneumonia-224")
+    p.add_argument("--data", required=True, help="the data folder: images with labels.csv")
     p.add_argument("--out", default=".devdata/kermany-pneumonia-224")
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

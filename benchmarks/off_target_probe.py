@@ -1,4 +1,4 @@
-"""Which other finding the default method moves, film by film (session 14's question).
+"""Which other finding the default method moves, film by film.
 
     python benchmarks/off_target_probe.py
 

@@ -1,4 +1,4 @@
-"""Speed benchmark (see xcf/benchmarks_perf.py): python benchmarks/perf.py --pack pneumonia --n 8"""
+"""Speed benchmark (see xcf/bench/perf.py): python benchmarks/perf.py --pack pneumonia --n 8"""
 
 import sys
 

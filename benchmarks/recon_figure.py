@@ -1,24 +1,23 @@
-"""Reconstructions of a few films by several latent models, side by side, with a zoomed crop (for README).
+"""Reconstructions of a few films by several latent models, side by side, with a zoomed crop.
 
 Each row is one film: the input, then each latent model's ``D(E(x))`` titled with its PSNR and the
 classifier's probability for the pack's first finding (input's p in the first title); under each
 row, the same columns zoomed into a square crop (``--crop X Y SIDE`` in pixels of the 224-px
-image), where grain, blur or lost rib edges show. README's figure:
+image), where grain, blur or lost rib edges show. With DATA the pneumonia data folder (images with
+labels.csv):
 
     python benchmarks/recon_figure.py
-        ../shared/data/kermany-pneumonia-224/test/PNEUMONIA/person100_bacteria_475.png
-        ../shared/data/kermany-pneumonia-224/test/NORMAL/IM-0005-0001.png
-        --pack pneumonia --out docs/pneumonia-reconstructions.png
-        --latents "shipped segnet-ae=pneumonia-segnet-ae" "conv-ae, detail_sigma 2=pneumonia-conv-ae"
+        DATA/test/PNEUMONIA/person100_bacteria_475.png DATA/test/NORMAL/IM-0005-0001.png
+        --pack pneumonia --out pneumonia-recon.png
+        --latents "conv-ae, detail_sigma 2=pneumonia-conv-ae"
 
 An image is a file, or ``phantom:SEED:FINDING`` for the generated phantom of that seed with that
 finding alone (``xcf.data.phantoms.generate_case``; titles then give p of that finding), e.g. the
-shipped phantom autoencoder alone:
+phantom pack's two latent models (docs/figures/phantom-reconstructions.png):
 
     python benchmarks/recon_figure.py phantom:1003:"Pleural Effusion" phantom:1001:Nodule
-        --pack phantom --crop 40 140 64 --out phantom-recon.png --latents "shipped=phantom-segnet-ae"
-
-(README's phantom figure adds models from a scratch weights folder: docs/results/gpu-retrain-session12.md.)
+        --pack phantom --crop 30 70 64 --out docs/figures/phantom-reconstructions.png
+        --latents "segnet-ae=phantom-segnet-ae" "vae (default)=phantom-vae"
 
 A latent is ``TITLE=NAME`` (a manifest entry of ``--weights``, default the shipped folder);
 the classifier is the pack's.

@@ -7,7 +7,7 @@ and on those that do not) on the pack's held-out images (the 500 test phantoms, 
 folder's test split).
 
     python benchmarks/recon_shift.py --pack phantom
-    python benchmarks/recon_shift.py --pack pneumonia --data ../shared/data/kermany-pneumonia-224
+    python benchmarks/recon_shift.py --pack pneumonia --data DATA   # DATA: images with labels.csv
 
 Any pair from a weights folder (e.g. a candidate trained into a scratch folder) with
 `--weights DIR --classifier NAME --latent NAME` (names of manifest entries; either may be left to the

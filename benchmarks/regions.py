@@ -12,7 +12,7 @@ finding, cycling over the five), for each saliency method and each threshold ``t
 - and ``near`` for the top 1 / 2 / 4 / 8 % of pixels.
 
 It explains why ``preset("local")`` takes its region from the smoothed input gradient
-(``saliency``) and not from Grad-CAM++ (README, Results). The timing column is the saliency
+(``saliency``) and not from Grad-CAM++. The timing column is the saliency
 computation for all images (this machine, ``--threads``).
 
     python benchmarks/regions.py --n 60

@@ -1,6 +1,6 @@
 """Pick among weights trained side by side and give the winner the name its pack uses.
 
-A GPU session (benchmarks/gpu_retrain.sh) trains candidate recipes under their own names
+A GPU run (benchmarks/gpu_retrain.sh) trains candidate recipes under their own names
 (``phantom-segnet-ae-cw01``, ...) with ``--out weights`` and no ``--pack``; this script then keeps one
 per role, by a rule fixed before the run:
 
