@@ -170,7 +170,7 @@ def test_reported_probability_is_the_classifiers_on_the_returned_image(blend):
     """Validity is judged on the image the user gets. The residual blend x + m (D(z) - D(z0)) can
     leave [0, 1] where the film is near black or white; the returned counterfactual is a
     canonical image in [0, 1], so the search must classify (and stop on) that clamped image, not
-    the unclamped one (a bug until session 6: reported p < 0.5 on an image whose p was 0.66)."""
+    the unclamped one (which could report p < 0.5 for an image whose p is 0.66)."""
     torch.manual_seed(0)
     clf = _randomize_bn(SmallCNN(labels=("a", "b"), input_size=64), 5)
     ae = _randomize_bn(SegNetAE(input_size=64, widths=NARROW_WIDTHS), 6)

@@ -1,6 +1,6 @@
 """A third-party plugin, end to end: a saliency method that returns a given box.
 
-The same example is explained in docs/third-party-plugin.md. A real package declares the plugin
+The same example is explained in docs/plugins.md and the README. A real package declares the plugin
 under ``[project.entry-points.xcf]``; here it is registered in code into a fresh registry.
 """
 
