@@ -17,8 +17,8 @@ A rule row passes when the candidate's mean is at least the reference's, both as
 decimals: a difference below that is no difference). Exit
 status 0 when every rule row of every file passes, 1 otherwise.
 
-    python benchmarks/default_rule.py docs/results/bench-default-s14-phantom-rows.csv:phantom \\
-        docs/results/bench-default-s14-pneumonia-rows.csv:pneumonia --candidate local-in-mask
+    python benchmarks/default_rule.py docs/results/phantom-matrix-rows.csv:phantom \\
+        docs/results/pneumonia-matrix-rows.csv:pneumonia --candidate local-in-mask
 """
 
 from __future__ import annotations

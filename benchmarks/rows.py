@@ -18,7 +18,8 @@
         per method: n and the mean of each column, over all rows or over the rows whose `finding`
         is not F (README's "oracle valid without Nodule": the oracle cannot see nodules).
 
-How README's matrices were put together (docs/results/bench-*-cpu.md name the runs).
+How the rows files of docs/results were put together: docs/results/index.md names the runs
+(`python benchmarks/report.py` writes it).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def _by_method(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
 
 
 def merge(out: Path, specs: list[str], common: bool = False) -> int:
-    from xcf.bench.counterfactuals import METHODS
+    try:
+        from xcf.bench.counterfactuals import METHODS
+    except ImportError:
+        from xcf.benchmarks_counterfactuals import METHODS
     from xcf.errors import ConfigError
 
     rows: list[dict[str, str]] = []
