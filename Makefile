@@ -1,11 +1,12 @@
-# xcf: `make demo` runs the main job on the shipped default pack, `make test` runs the tests.
-# Both create .venv (if missing) and install the repo into it from its own files.
+# xcf: `make demo` explains generated phantom films with the shipped phantom pack, `make test` runs
+# the tests and ruff, `make docs` builds the documentation site into site/. Each creates .venv (if
+# missing) and installs the repository into it from its own files.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.xcf-installed
 
-.PHONY: demo test lint venv clean weights weights-phantom weights-pneumonia
+.PHONY: demo test lint docs venv clean weights weights-phantom weights-pneumonia
 
 # the repository root (where this Makefile is), so that `make -f PATH/Makefile` works from another
 # folder (benchmarks/train_pack_cpu.sh trains into a scratch folder that way)
@@ -29,17 +30,21 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check xcf plugins tests benchmarks
 
+# The site (mkdocs.yml, pages in docs/); --strict turns every warning (a broken link, a missing
+# page, an API name that does not resolve) into a failure.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) demo-out build *.egg-info
+	rm -rf $(VENV) demo-out site build *.egg-info
 
 # Retrain the shipped packs from scratch: the exact commands recorded in weights/manifest.json
 # (which also says where each ran; `--device auto`, the default, takes a GPU when there is one).
-# `make weights-phantom` trains the phantom pack's classifier, latent models and oracle on this
-# 2-core CPU; `benchmarks/train_pack_cpu.sh` runs it in a scratch folder and times each command
-# (session 13: docs/results/cpu-pack-s13.md). `make weights-pneumonia` trains the pneumonia pack on
-# this CPU too, reading ../shared/data/kermany-pneumonia-224 in place (session 14:
-# docs/results/cpu-pneumonia-s14.md).
-PNEUMONIA ?= ../shared/data/kermany-pneumonia-224
+# `make weights-phantom` trains the phantom pack's classifier, latent models and oracle on a CPU.
+# `make weights-pneumonia PNEUMONIA=DIR` trains the pneumonia pack from DIR, the Kermany pediatric
+# pneumonia films at 224 px with their labels.csv (path, split, patient_id, 0/1 label columns), read
+# in place. `benchmarks/train_pack_cpu.sh` runs either in a scratch folder and times each command.
+PNEUMONIA ?=
 XCF ?= $(VENV)/bin/xcf
 NARROW := '{"widths": [16, 32, 64, 128, 128]}'
 NARROW20 := '{"widths": [16, 32, 64, 128, 128], "detail_sigma": 2}'
@@ -58,6 +63,7 @@ weights-phantom: $(STAMP)
 	$(PY) -m xcf.train set-default-latent weights phantom phantom-vae $(PHANTOM_DESCRIPTION)
 
 weights-pneumonia: $(STAMP)
+	@test -n "$(PNEUMONIA)" || { echo "make weights-pneumonia: give the data folder: make weights-pneumonia PNEUMONIA=DIR (DIR holds labels.csv)" >&2; exit 2; }
 	$(XCF) train classifier --arch-args $(STEM2) --data $(PNEUMONIA) --labels pneumonia --out weights --name pneumonia-small-cnn --epochs 5 --seed 0 --device cpu --channels-last --pack pneumonia --role classifier
 	$(XCF) train autoencoder --arch conv-ae --arch-args $(DETAIL) --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-conv-ae --classifier pneumonia-small-cnn --epochs 8 --seed 0 --device cpu --channels-last --pack pneumonia --role latent
 	$(XCF) train classifier --arch mobilenet-v3-small --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-mobilenet-oracle --epochs 20 --seed 0 --device cpu --pack pneumonia --role oracle
