@@ -56,3 +56,47 @@ def region_image(n: int = 1, size: int = 32, value: float = 0.8, seed: int = 0) 
     x[:, :, 8:16, 8:16] = value
     x[:, :, 20:28, 4:12] = value
     return x
+
+
+# -- methods from the former flat settings -----------------------------------------------------
+
+_PART_FIELDS = {
+    "mask_threshold": "objective__mask_threshold",
+    "outside_weight": "objective__outside_weight",
+    "classification_weight": "objective__classification_weight",
+    "stop_off_target": "stop__off_target",
+    "autocast_bf16": "execution__autocast_bf16",
+    "channels_last": "execution__channels_last",
+    "fold_batchnorm": "execution__fold_batchnorm",
+    "blend": "blend__kind",
+    "feather": "blend__feather",
+    "region_thresholds": "region__levels",
+    "saliency": "region__saliency",
+    "region_fallback": "region__fallback",
+    "level_steps": "region__level_steps",
+    "level_warm_start": "region__warm_start",
+    "level_lr_scale": "region__lr_growth",
+}
+_SHARED = {"steps", "lr", "stop_probability", "decision_threshold", "seed", "device", "batch_size"}
+
+
+def method_with(base: str = "seed", **settings):
+    """``(method, config)`` for an Explainer: the registered method ``base`` with settings named as
+    the tests name them (``blend="residual"``, ``region_thresholds=(0.5, 0.2)``, ...; see the docs'
+    Configuration page for where each lives), shared settings (``steps``, ``lr``, ...) in the config."""
+    import xcf
+
+    changes = {}
+    for key, value in settings.items():
+        if key in _SHARED:
+            continue
+        if key == "classification_loss":
+            changes["objective__stable"] = value == "mse-stable"
+        elif key == "detail_gate":
+            changes["detail_gate"] = value
+        else:
+            changes[_PART_FIELDS[key]] = value
+    method = xcf.get_method(base)
+    if changes:
+        method = method.replace(name=f"{base}-variant", **changes)
+    return method, xcf.ExplainConfig(**{k: v for k, v in settings.items() if k in _SHARED})

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 import xcf
 from xcf.baselines import RISE_TOLERANCE, latent_shift, shift_schedule
-from xcf.config import ExplainConfig
+from xcf.methods import LineSearch
 from xcf.errors import ConfigError
 
 
@@ -23,15 +23,15 @@ def _sig_prime(v: float) -> float:
 # -- the schedule -------------------------------------------------------------------------------
 
 def test_schedules():
-    geo = shift_schedule(ExplainConfig(shift_lambda_min=0.1, shift_lambda_max=1000, shift_num=5))
+    geo = shift_schedule(LineSearch(lambda_min=0.1, lambda_max=1000, num=5))
     assert geo == pytest.approx([-0.1, -1, -10, -100, -1000])
-    lin = shift_schedule(ExplainConfig(shift_schedule="linear", shift_lambda_max=10, shift_num=4))
+    lin = shift_schedule(LineSearch(schedule="linear", lambda_max=10, num=4))
     assert lin == pytest.approx([-2.5, -5, -7.5, -10])
-    assert shift_schedule(ExplainConfig(shift_lambdas=(-1, -4))) == [-1.0, -4.0]
-    with pytest.raises(ConfigError, match="shift_lambda_min"):
-        shift_schedule(ExplainConfig(shift_lambda_min=10, shift_lambda_max=1))
-    with pytest.raises(ConfigError, match="shift_lambdas"):
-        ExplainConfig.build(shift_lambdas=(-4, -1))
+    assert shift_schedule(LineSearch(lambdas=(-1, -4))) == [-1.0, -4.0]
+    with pytest.raises(ConfigError, match="lambda_min"):
+        shift_schedule(LineSearch(lambda_min=10, lambda_max=1))
+    with pytest.raises(ConfigError, match="lambdas"):
+        LineSearch(lambdas=(-4, -1))
 
 
 # -- latent shift on an identity latent + region classifier (known answer) ---------------------
@@ -40,7 +40,7 @@ def test_schedules():
 def test_latent_shift_moves_along_gradient_and_crosses(use_logit):
     clf, lat = RegionClassifier(), IdentityLatent()
     x = region_image(1)  # region 0 (rows 8:16, cols 8:16) at 0.8: logit 20 * 0.3 = 6
-    cfg = ExplainConfig(shift_use_logit=use_logit)
+    cfg = LineSearch(use_logit=use_logit)
     res = latent_shift(clf, lat, x, torch.tensor([0]), cfg)
     # d f / d x: uniform over region 0's 64 pixels, zero elsewhere
     g = 20 / 64 * (1.0 if use_logit else _sig_prime(6.0))
@@ -51,7 +51,7 @@ def test_latent_shift_moves_along_gradient_and_crosses(use_logit):
     inside = d[0, 0, 8:16, 8:16]
     torch.testing.assert_close(inside, torch.full_like(inside, lambdas[k] * g), atol=1e-5, rtol=1e-4)
     assert float(d.abs().sum() - inside.abs().sum()) == pytest.approx(0.0, abs=1e-4)  # no change outside
-    assert res.status == ["stopped"] and int(res.steps[0]) == k + 1
+    assert res.status == ["stopped-early"] and int(res.steps[0]) == k + 1
     p_cf = float(res.probs_counterfactual[0, 0])
     assert p_cf < 0.5
     assert p_cf == pytest.approx(1 / (1 + math.exp(-20 * (0.8 + lambdas[k] * g - 0.5))), abs=1e-4)
@@ -69,9 +69,9 @@ def test_latent_shift_per_sample_and_deterministic():
     x[1, :, 8:16, 8:16] = 0.95  # needs a larger shift than sample 0
     x[2, :, 8:16, 8:16] = 0.3   # already absent: not shifted
     t = torch.tensor([0, 0, 0])
-    cfg = ExplainConfig(shift_use_logit=True)
+    cfg = LineSearch(use_logit=True)
     res = latent_shift(clf, lat, x, t, cfg)
-    assert res.status == ["stopped"] * 3
+    assert res.status == ["stopped-early"] * 3
     assert int(res.steps[2]) == 0 and int(res.steps[1]) > int(res.steps[0]) > 0
     torch.testing.assert_close(res.counterfactual[2], x[2])
     again = latent_shift(clf, lat, x, t, cfg)
@@ -96,9 +96,9 @@ class _Valley(xcf.Classifier):
 
 def test_latent_shift_stops_when_probability_stops_falling():
     x = region_image(1)
-    cfg = ExplainConfig(shift_use_logit=True, shift_schedule="linear", shift_lambda_max=1.0, shift_num=100)
+    cfg = LineSearch(use_logit=True, schedule="linear", lambda_max=1.0, num=100)
     res = latent_shift(_Valley(), IdentityLatent(), x, torch.tensor([0]), cfg)
-    assert res.status == ["completed"]
+    assert res.status == ["ran-all-steps"]
     assert 0 < int(res.steps[0]) < 100  # gave up early, not at the bound
     m = float(res.counterfactual[0, 0, 8:16, 8:16].mean())
     assert m == pytest.approx(0.7, abs=0.02)  # the lowest point of the valley, not the last decode
@@ -111,9 +111,9 @@ def test_latent_shift_stops_when_probability_stops_falling():
 
 def test_latent_shift_gives_up_at_the_bound():
     x = region_image(1)
-    cfg = ExplainConfig(shift_lambdas=(-1e-3, -2e-3, -3e-3))
+    cfg = LineSearch(lambdas=(-1e-3, -2e-3, -3e-3))
     res = latent_shift(RegionClassifier(), IdentityLatent(), x, torch.tensor([0]), cfg)
-    assert res.status == ["completed"] and int(res.steps[0]) == 3
+    assert res.status == ["ran-all-steps"] and int(res.steps[0]) == 3
     assert float(res.probs_counterfactual[0, 0]) < float(res.probs_reconstruction[0, 0])
 
 
@@ -122,7 +122,7 @@ def test_latent_shift_freezes_and_restores_models():
     clf.train()
     grad = torch.ones(())
     clf.gain.grad = grad
-    latent_shift(clf, lat, region_image(1), torch.tensor([0]), ExplainConfig())
+    latent_shift(clf, lat, region_image(1), torch.tensor([0]), LineSearch())
     assert clf.training and clf.gain.requires_grad and clf.gain.grad is grad
     assert torch.equal(clf.gain.grad, torch.ones(()))
 
@@ -147,7 +147,7 @@ def test_latent_shift_compares_logits_without_tf32_and_restores_the_flags(before
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     try:
         spy = _Tf32Spy()
-        latent_shift(spy, IdentityLatent(), region_image(1), torch.tensor([0]), ExplainConfig(shift_num=5))
+        latent_shift(spy, IdentityLatent(), region_image(1), torch.tensor([0]), LineSearch(num=5))
         assert len(spy.seen) >= 2 and set(spy.seen) == {(False, False)}
         assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
     finally:
@@ -156,11 +156,11 @@ def test_latent_shift_compares_logits_without_tf32_and_restores_the_flags(before
 
 def test_explainer_dispatches_latent_shift():
     clf, lat = RegionClassifier(), IdentityLatent()
-    ex = xcf.Explainer(classifier=clf, latent=lat, saliency=BoxSaliency(), method="latent-shift",
-                       shift_use_logit=True)
+    method = xcf.get_method("latent-shift").replace(search__use_logit=True)
+    ex = xcf.Explainer(classifier=clf, latent=lat, saliency=BoxSaliency(), method=method)
     cfs = ex.explain(region_image(2), [0, 1])
     for k, cf in enumerate(cfs):
-        assert cf.status == "stopped" and cf.p_counterfactual < 0.5 and cf.steps > 0
+        assert cf.status == "stopped-early" and cf.p_counterfactual < 0.5 and cf.steps > 0
         # no mask in the search, but the change follows the gradient, which lives in the region
         assert cf.metrics["share_in_mask_l1"] == pytest.approx(1.0, abs=1e-4)
         assert cf.target == f"finding{k}"
@@ -185,11 +185,11 @@ def test_pixel_model_is_registered_identity_with_straight_through_clamp():
 def test_pixel_baseline_explains_without_reconstruction_error():
     clf = RegionClassifier()
     ex = xcf.Explainer(classifier=clf, latent=xcf.create("latent", "pixel", input_size=32),
-                       saliency=BoxSaliency(), config="seed", steps=60, stop_probability=0.5, lr=0.05)
+                       saliency=BoxSaliency(), method="seed", steps=60, stop_probability=0.5, lr=0.05)
     cf = ex.explain(region_image(1), [0])[0]
     assert torch.equal(cf.reconstruction, cf.input)
     assert cf.metrics["reconstruction_shift"] == 0.0
-    assert cf.p_counterfactual < 0.5 and cf.status == "stopped"
+    assert cf.p_counterfactual < 0.5 and cf.status == "stopped-early"
     assert cf.metrics["share_in_mask_l1"] > 0.99  # the seed's loss kept the change in the region
 
 

@@ -1,13 +1,15 @@
 """xcf: local counterfactual explanations for chest X-ray classifiers.
 
 Show the same X-ray changed just enough, and only where the classifier looked, for a finding to
-disappear. Components (classifiers, latent models, saliency methods, locality losses) are pluggy
-plugins registered through the ``xcf`` entry-point group; nothing is loaded at import.
+disappear. Components (classifiers, latent models, saliency methods, locality losses) and
+counterfactual methods are pluggy plugins registered through the ``xcf`` entry-point group; nothing
+is loaded at import.
 
 Quick start::
 
     import xcf
-    cf = xcf.explain("film.png", "Cardiomegaly", pack="phantom")
+    cf = xcf.explain("film.png", "Cardiomegaly", pack="phantom")            # the default method
+    cf = xcf.explain("film.png", "Cardiomegaly", pack="phantom", method="seed")  # the seed's
     cf.save("out/")
 """
 
@@ -31,6 +33,8 @@ __all__ = [
     "Explainer",
     "ExplainConfig",
     "Counterfactual",
+    "list_methods",
+    "get_method",
     "load_pack",
     "list_packs",
     "list_components",
@@ -48,6 +52,8 @@ _LAZY = {
     "Explainer": ("xcf.explainer", "Explainer"),
     "Counterfactual": ("xcf.result", "Counterfactual"),
     "load_pack": ("xcf.packs", "load_pack"),
+    "list_methods": ("xcf.methods", "list_methods"),
+    "get_method": ("xcf.methods", "get_method"),
     "list_packs": ("xcf.packs", "list_packs"),
     "explain_dataset": ("xcf.engines.runner", "explain_dataset"),
 }

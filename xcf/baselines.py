@@ -2,7 +2,7 @@
 
 ``latent-shift`` (:func:`latent_shift`): Cohen J. P. et al., "Gifsplanation via Latent Shift: A
 Simple Autoencoder Approach to Counterfactual Generation for Chest X-rays", MIDL 2021. Select it
-with ``ExplainConfig(method="latent-shift")``; the Explainer then calls :func:`latent_shift`
+with ``method="latent-shift"`` (:class:`xcf.methods.LatentShift`), which calls :func:`latent_shift`
 instead of :func:`xcf.optimize.optimize_latent`. The other two baselines need no code here:
 ``global`` is the seed's optimizer with the ``global`` locality loss (mask everywhere) and ``pixel``
 is the seed's objective with the ``pixel`` latent model (``plugins/xcf_pixel``: ``z = x``).
@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
 from .interfaces import Classifier, Latent, LatentModel
+from .methods.parts import LineSearch
 from .optimize import OptimizationResult, classify, frozen, resize_to
 
 __all__ = ["latent_shift", "shift_schedule", "RISE_TOLERANCE", "full_fp32"]
@@ -51,33 +51,10 @@ def full_fp32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
-def shift_schedule(config) -> list[float]:
-    """The ``lambda`` values :func:`latent_shift` tries, in order (all negative, growing in size).
-
-    Args:
-        config: An :class:`xcf.ExplainConfig`: ``shift_lambdas`` if set, else ``shift_num`` values
-            by ``shift_schedule``: ``"geometric"``, ``-logspace(shift_lambda_min,
-            shift_lambda_max)``; ``"linear"``, ``-shift_lambda_max * i / shift_num`` for ``i = 1 ..
-            shift_num``.
-
-    Returns:
-        The ``lambda`` values.
-
-    Raises:
-        ConfigError: ``shift_lambda_min > shift_lambda_max`` with the geometric schedule.
-    """
-    if config.shift_lambdas is not None:
-        return [float(v) for v in config.shift_lambdas]
-    n, hi = int(config.shift_num), float(config.shift_lambda_max)
-    if config.shift_schedule == "linear":
-        return [-hi * i / n for i in range(1, n + 1)]
-    lo = float(config.shift_lambda_min)
-    if lo > hi:
-        raise ConfigError(f"shift_lambda_min ({lo:g}) must not exceed shift_lambda_max ({hi:g})")
-    if n == 1:
-        return [-hi]
-    step = (math.log(hi) - math.log(lo)) / (n - 1)
-    return [-math.exp(math.log(lo) + i * step) for i in range(n)]
+def shift_schedule(search: LineSearch) -> list[float]:
+    """The ``lambda`` values :func:`latent_shift` tries, in order (all negative, growing in size):
+    :meth:`xcf.methods.LineSearch.values`."""
+    return search.values()
 
 
 def latent_shift(
@@ -85,27 +62,28 @@ def latent_shift(
     latent_model: LatentModel,
     x: Tensor,
     targets: Tensor,
-    config,
+    search: LineSearch | None = None,
     *,
+    decision_threshold: float = 0.5,
     initial: tuple[Latent, Tensor, Tensor] | None = None,
 ) -> OptimizationResult:
     """Latent Shift (Cohen et al., MIDL 2021): a line search along one latent gradient.
 
     For each sample, with ``z0 = E(x)`` and ``f(z)`` the classifier's target probability of
-    ``D(z)`` (its logit with ``config.shift_use_logit``)::
+    ``D(z)`` (its logit with ``search.use_logit``)::
 
         g = df/dz at z0                          (one backward pass, no mask, no locality term)
-        x_lambda = D(z0 + lambda * g)            for lambda in shift_schedule(config)  (lambda < 0)
+        x_lambda = D(z0 + lambda * g)            for lambda in search.values()  (lambda < 0)
 
     The search decodes the ``lambda`` values in order and, per sample, stops at the first of:
 
-    - the target probability of ``x_lambda`` is below ``config.decision_threshold``: the
-      counterfactual is ``x_lambda`` (status ``"stopped"``);
+    - the target probability of ``x_lambda`` is below ``decision_threshold``: the
+      counterfactual is ``x_lambda`` (status ``"stopped-early"``);
     - the target logit rose by more than :data:`RISE_TOLERANCE` since the previous ``lambda``
       (the probability stopped falling): the counterfactual is the decoded image with the lowest
-      target probability so far, i.e. the previous one (status ``"completed"``);
-    - the bound ``shift_lambda_max`` (the last value) is reached: the lowest-probability image
-      (status ``"completed"``);
+      target probability so far, i.e. the previous one (status ``"ran-all-steps"``);
+    - the bound ``lambda_max`` (the last value) is reached: the lowest-probability image
+      (status ``"ran-all-steps"``);
     - a decode or the classifier gave NaN/Inf: the lowest-probability finite image so far (status
       ``"nonfinite"``).
 
@@ -126,7 +104,8 @@ def latent_shift(
         latent_model: Encoder/decoder; ``D`` must be differentiable in ``z``.
         x: ``(B, 1, S, S)`` canonical images in [0, 1], ``S == latent_model.input_size``.
         targets: ``(B,)`` long, the finding to remove from each sample.
-        config: An :class:`xcf.ExplainConfig` (the ``shift_*`` fields and ``decision_threshold``).
+        search: The line search (default :class:`xcf.methods.LineSearch`'s).
+        decision_threshold: Below it the target counts as absent (the search's stop).
         initial: ``(z0, x0, p0)`` when the caller already encoded the batch; ``x0``/``p0`` are
             reported as the reconstruction and its probabilities.
 
@@ -136,10 +115,11 @@ def latent_shift(
         decode (NaN where the sample had stopped), and ``latent`` the chosen ``z0 + lambda * g``.
     """
     start = time.perf_counter()
-    lambdas = shift_schedule(config)
+    search = search or LineSearch()
+    lambdas = search.values()
     device = x.device
     B = x.shape[0]
-    threshold = float(config.decision_threshold)
+    threshold = float(decision_threshold)
     with frozen(classifier, latent_model), full_fp32():
         if initial is None:
             with torch.no_grad():
@@ -157,7 +137,7 @@ def latent_shift(
             x_start = latent_model.decode(z0.with_z(zg)).float()
             logits = classifier(resize_to(x_start, classifier.input_size)).float()
             logit_t = logits[rows, targets]
-            objective = logit_t if config.shift_use_logit else torch.sigmoid(logit_t)
+            objective = logit_t if search.use_logit else torch.sigmoid(logit_t)
             (grad,) = torch.autograd.grad(objective.sum(), zg)
         grad = grad.detach()
         x_start = x_start.detach()
@@ -170,7 +150,7 @@ def latent_shift(
         prev_logit = best_logit.clone()
         steps = torch.zeros(B, dtype=torch.long, device=device)
         losses = torch.full((len(lambdas), B), math.nan, device=device)
-        status = ["completed"] * B
+        status = ["ran-all-steps"] * B
 
         finite0 = (torch.isfinite(x_start).flatten(1).all(1) & torch.isfinite(logits).all(1)
                    & torch.isfinite(grad).flatten(1).all(1))
@@ -181,7 +161,7 @@ def latent_shift(
             best_x[b] = x0[b]
             best_p[b] = p0[b]
         for b in torch.nonzero(already).flatten().tolist():
-            status[b] = "stopped"
+            status[b] = "stopped-early"
         active = torch.nonzero(finite0 & ~already & (flat > 0)).flatten()
 
         # --- the line search, each sample with its own lambda ---------------------------------
@@ -212,8 +192,8 @@ def latent_shift(
                 if bool(leave.any()):
                     for j in torch.nonzero(leave).flatten().tolist():
                         b = int(active[j])
-                        status[b] = ("stopped" if bool(crossed[j])
-                                     else "nonfinite" if not bool(finite[j]) else "completed")
+                        status[b] = ("stopped-early" if bool(crossed[j])
+                                     else "nonfinite" if not bool(finite[j]) else "ran-all-steps")
                     active = active[~leave]
 
     lam_b = best_lambda.view(B, *([1] * (z0.z.dim() - 1)))

@@ -32,12 +32,15 @@ def _add_component_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier", help="registered classifier name (see `xcf plugins`)")
     p.add_argument("--latent", help="registered latent-model name, or one of the pack's trained latent "
                                     "models (`xcf packs`, e.g. phantom-vae)")
-    p.add_argument("--saliency", help="saliency method (default: the preset's, else gradcam++)")
+    p.add_argument("--saliency", help="saliency method (default: the method's)")
     p.add_argument("--locality", default="masked-l2", help="locality loss (default: masked-l2)")
-    p.add_argument("--preset", help="config preset: local-in-mask (the default), seed (the seed's settings exactly), "
-                                    "local, fast or early-stop")
-    p.add_argument("--steps", type=int, help="optimizer steps (default: the preset's; 200 in every preset)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's; local-in-mask 1.0, seed 0.1)")
+    p.add_argument("--method", "--preset", dest="method",
+                   help="counterfactual method (`xcf plugins --kind method`): local-in-mask (the "
+                        "default), seed (the seed's method exactly), local, fast, early-stop, "
+                        "latent-shift; --preset is an alias")
+    p.add_argument("--steps", type=int, help="optimizer steps per region level (default: the method's, "
+                                             "200 in every shipped method)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: the method's; local-in-mask 1.0, seed 0.1)")
     p.add_argument("--stop-probability", type=float, help="stop a sample once p(target) is below this")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
@@ -53,12 +56,44 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def make_explainer(args: argparse.Namespace):
+def make_explainer(args: argparse.Namespace, progress=None):
     from .explainer import Explainer
 
     return Explainer(pack=args.pack, classifier=args.classifier, latent=args.latent,
-                     saliency=args.saliency, locality=args.locality, config=args.preset,
-                     **_config_overrides(args))
+                     saliency=args.saliency, locality=args.locality, method=args.method,
+                     progress=progress, **_config_overrides(args))
+
+
+class ProgressBar:
+    """A progress line on stderr for a long search: the batch, the region level, the step within
+    the level's budget and the median target probability of the films still searching. Off when
+    stderr is not a terminal, unless forced."""
+
+    def __init__(self, n_images: int, *, enabled: bool | None = None) -> None:
+        from tqdm import tqdm
+
+        self.n_images = n_images
+        self.done = 0
+        self._level = None
+        self.bar = tqdm(total=0, unit="step", file=sys.stderr, leave=False, dynamic_ncols=True,
+                        disable=not (sys.stderr.isatty() if enabled is None else enabled))
+
+    def __call__(self, level: int, n_levels: int, step: int, budget: int, p_target) -> None:
+        if self._level != (level, budget) or step == 1:
+            self._level = (level, budget)
+            self.bar.reset(total=budget)
+            self.bar.set_description(f"films {self.done + 1}-{self.n_images}, region {level + 1}/{n_levels}")
+        self.bar.n = step
+        p = float(p_target.median()) if p_target.numel() else float("nan")
+        self.bar.set_postfix_str(f"p {p:.3f}, {p_target.numel()} searching", refresh=False)
+        self.bar.refresh()
+
+    def finished(self, n: int) -> None:
+        """``n`` more films are done."""
+        self.done += n
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @command("explain")
@@ -79,7 +114,8 @@ def _explain_parser(sub) -> None:
 def _run_explain(args: argparse.Namespace) -> int:
     import torch
 
-    explainer = make_explainer(args)
+    bar = ProgressBar(len(args.images))
+    explainer = make_explainer(args, progress=bar)
     out = Path(args.out)
     tidx = explainer.target_index(args.target)
     # an unreadable image is reported (one line) and skipped; the others are explained
@@ -104,8 +140,10 @@ def _run_explain(args: argparse.Namespace) -> int:
                                              frames=args.gif_frames)
         else:
             cfs, frames = explainer.explain_tensor(x, t, sources=good[i:i + bs]), [None] * x.shape[0]
+        bar.finished(x.shape[0])
         results += cfs
         paths += frames
+    bar.close()
     for path, cf, frames in zip(good, results, paths):
         folder = out if len(args.images) == 1 else out / Path(path).stem
         if frames:
@@ -126,7 +164,7 @@ def _run_explain(args: argparse.Namespace) -> int:
 @command("plugins")
 def _plugins_parser(sub) -> None:
     p = sub.add_parser("plugins", help="list every registered component")
-    p.add_argument("--kind", choices=["classifier", "latent", "saliency", "locality"])
+    p.add_argument("--kind", choices=["classifier", "latent", "saliency", "locality", "method"])
     p.set_defaults(func=_run_plugins)
 
 

@@ -2,34 +2,39 @@
 
 For each phantom finding, several synthetic patients are generated with that finding (and the same
 anatomy without it: the true counterfactual), explained with the default method
-(``preset("local-in-mask")``, :data:`xcf.config.DEFAULT_PRESET`, unless ``--preset`` says otherwise), and written to ``--out``: one folder per case
-(figure, counterfactual, difference map, report), ``summary.csv``, ``summary.md`` (validity, target
-drop, locality against the ground-truth region, time) and ``index.html``.
+(the default method, :data:`xcf.methods.DEFAULT_METHOD`, unless ``--method`` says otherwise), and written to ``--out``: one folder per case
+(figure, film, counterfactual, overlays, difference map, report), ``summary.csv``, ``summary.md``
+(how many fell below the threshold, the fall in probability, where the change lies against the true
+finding), ``run.json`` (what was run, the wall time) and ``index.html`` (:mod:`xcf.html_report`: a
+card per film with the film and its counterfactual side by side).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import DEFAULT_PRESET
-from .report import markdown_table, write_csv, write_index_html
+from .atomic import atomic_file
+from .html_report import build_report
+from .methods import DEFAULT_METHOD
+from .report import markdown_table, measure_labels, steps_sentence, write_csv
 
 __all__ = ["run_demo", "DEMO_SEED"]
 
 DEMO_SEED = 20_000
 
+#: summary.md's columns (``seconds`` is not one: a batch's films share its time, given once instead).
 SUMMARY_METRICS = ["validity", "p_input", "p_counterfactual", "target_drop", "share_in_gt_l1",
-                   "share_in_gt_dilated_l1", "share_in_mask_l1", "iou_gt", "mask_area", "steps", "seconds"]
-LABELS = {"validity": "valid", "p_input": "p input", "p_counterfactual": "p cf",
-          "target_drop": "drop", "share_in_gt_l1": "L1 in GT", "share_in_gt_dilated_l1": "L1 in GT+8px",
-          "share_in_mask_l1": "L1 in mask", "iou_gt": "IoU GT", "mask_area": "mask area"}
+                   "share_in_gt_dilated_l1", "share_in_mask_l1", "iou_gt", "mask_area", "steps"]
+LABELS = {"validity": "below the threshold", "p_input": "probability before",
+          "p_counterfactual": "probability after", **measure_labels()}
 
 
-def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", preset: str | None = None,
+def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", method: str | None = None,
              device: str = "cpu", screen: bool = True, log=print, **overrides: Any) -> list[dict[str, Any]]:
     """Generate, explain and write the demo; returns the summary rows.
 
@@ -40,7 +45,7 @@ def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", pr
     from .explainer import Explainer
 
     out = Path(out)
-    ex = Explainer(pack=pack, config=preset, device=device, **overrides)
+    ex = Explainer(pack=pack, method=method, device=device, **overrides)
     S = ex.latent.input_size
     from .optimize import classify, frozen
 
@@ -86,31 +91,39 @@ def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", pr
                "p_counterfactual": cf.p_counterfactual, "steps": cf.steps, "seconds": cf.seconds,
                **cf.metrics, "figure": str(folder / "figure.png")}
         rows.append(row)
-        log(f"  {case_id}: p {cf.p_input:.3f} -> {cf.p_counterfactual:.3f} ({cf.steps} steps), "
-            f"L1 share in GT region {row.get('share_in_gt_l1', float('nan')):.2f}")
-    total = time.perf_counter() - t0
+        log(f"  {case_id}: p {cf.p_input:.3f} -> {cf.p_counterfactual:.3f} ({cf.steps} updates, "
+            f"{cf.status_text}), change inside the finding {row.get('share_in_gt_l1', float('nan')):.2f}")
+    search = sum(cf.seconds for cf in results)  # each film carries its batch's time / batch size
+    batches = sorted({int(cf.provenance.get("batch_size", 1) or 1) for cf in results})
     write_csv(rows, out / "summary.csv")
     table = markdown_table(rows, "finding", SUMMARY_METRICS, LABELS)
     overall = markdown_table(rows, None, SUMMARY_METRICS, LABELS)
-    cfg = ex.config
-    name = preset or f"{DEFAULT_PRESET} (the default)"
+    name = method or f"{DEFAULT_METHOD} (the default)"
+    config = results[0].config if results else {}
+    total = time.perf_counter() - t0
     md = (f"# xcf demo: pack `{pack}`, {len(rows)} phantom cases\n\n"
-          f"Method: preset `{name}`{' with overrides' if overrides else ''}; "
+          f"Method: `{name}`{' with overrides' if overrides else ''}; "
           f"saliency `{ex.components()['saliency']}`, locality `{ex.components()['locality']}`, "
-          f"{cfg.steps} steps max, lr {cfg.lr}, stop probability {cfg.stop_probability}. "
+          f"stop probability {config.get('stop.probability', config.get('stop_probability'))}. "
+          f"{steps_sentence(config)} "
           f"Cases: phantom patients with one finding that the classifier detects (p > 0.5). "
-          f"Cells: mean (median). Wall time {total:.1f} s on {ex.device}.\n\n"
+          f"Cells: mean (median); probabilities and shares as fractions. Time: {search:.1f} s of search "
+          f"for {len(rows)} films in batches of {', '.join(map(str, batches))} ({search / max(1, len(rows)):.1f} s per "
+          f"film), {total:.1f} s with writing, on {ex.device}.\n\n"
           + (f"Too few detected cases: {'; '.join(missing)}.\n\n" if missing else "")
           + f"{table}\n**All cases**\n\n{overall}")
-    from .atomic import atomic_file
-
     with atomic_file(out / "summary.md", "w", encoding="utf-8") as fh:
         fh.write(md)
-    write_index_html(out / "index.html", f"xcf demo: pack {pack}", rows,
-                     ["case", "finding", "status", "p_input", "p_counterfactual", "validity",
-                      "share_in_gt_l1", "share_in_mask_l1", "steps", "seconds"],
-                     intro=f"{len(rows)} phantom cases explained with the default method; "
-                           "see summary.md for the table.")
+    run = {"title": f"xcf demo: pack {pack}, {len(rows)} phantom films",
+           "data": "phantom films generated by xcf.data.phantoms, one finding each, screened for "
+                   "films whose finding the classifier detects (p > 50 %)" if screen else
+                   "phantom films generated by xcf.data.phantoms, one finding each",
+           "method": name, "components": ex.components(), "config": config,
+           "n_explained": len(rows), "seconds": round(total, 3), "device": str(ex.device)}
+    with atomic_file(out / "run.json", "w", encoding="utf-8") as fh:
+        json.dump(run, fh, indent=2, default=str)
+        fh.write("\n")
+    build_report(out)
     log(md)
     log(f"wrote {out}/index.html, summary.md, summary.csv and {len(rows)} case folders in {total:.0f} s")
     return rows
@@ -122,10 +135,15 @@ def _add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--per-finding", type=int, default=2, help="patients per finding (default 2)")
     p.add_argument("--pack", default="phantom")
-    p.add_argument("--preset", help="config preset (default: local-in-mask; seed: the seed's settings exactly)")
+    p.add_argument("--method", "--preset", dest="method",
+                   help="counterfactual method (default: local-in-mask; seed: the seed's method exactly; "
+                        "--preset is an alias)")
+    p.add_argument("--steps", type=int, help="optimizer updates per region level (default: the method's; "
+                                             "a few make a quick look at the page)")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=lambda a: run_demo(a.out, per_finding=a.per_finding, pack=a.pack, preset=a.preset,
-                                           device=a.device) and 0)
+    p.set_defaults(func=lambda a: run_demo(a.out, per_finding=a.per_finding, pack=a.pack, method=a.method,
+                                           device=a.device,
+                                           **({} if a.steps is None else {"steps": a.steps})) and 0)
 
 
 def _register_cli() -> None:

@@ -42,3 +42,10 @@ def xcf_register_saliency_methods(register: Register) -> None:
 @hookspec
 def xcf_register_locality_losses(register: Register) -> None:
     """Register :class:`xcf.LocalityLoss` factories."""
+
+
+@hookspec
+def xcf_register_methods(register: Register) -> None:
+    """Register counterfactual methods (:class:`xcf.methods.Method`): ``factory()`` returns the
+    method object, e.g. ``register("my-method", lambda: xcf.get_method("seed").replace(name="my-method",
+    stop__probability=0.3))``."""

@@ -27,6 +27,7 @@ import pluggy
 from . import hookspecs
 from .errors import ComponentError, DuplicateComponentError, UnknownComponentError
 from .interfaces import Classifier, LatentModel, LocalityLoss, SaliencyMethod
+from .methods.method import Method
 
 __all__ = [
     "KINDS",
@@ -52,6 +53,7 @@ KINDS: dict[str, tuple[str, type, str]] = {
     "latent": ("xcf_register_latent_models", LatentModel, "latent model"),
     "saliency": ("xcf_register_saliency_methods", SaliencyMethod, "saliency method"),
     "locality": ("xcf_register_locality_losses", LocalityLoss, "locality loss"),
+    "method": ("xcf_register_methods", Method, "counterfactual method"),
 }
 
 
@@ -121,6 +123,12 @@ def make_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManag
                 )
                 continue
             pm.xcf_distributions[ep.name] = dist  # type: ignore[attr-defined]
+    # the methods xcf ships are part of xcf itself, registered like a plugin's
+    from .methods import builtin
+
+    if not pm.has_plugin("xcf.methods"):
+        pm.register(builtin, name="xcf.methods")
+        pm.xcf_distributions["xcf.methods"] = "xcf"  # type: ignore[attr-defined]
     pm.check_pending()
     return pm
 
@@ -305,7 +313,7 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
 
 def list_components(kind: str) -> list[str]:
     """Names of the registered components of ``kind`` (``classifier``, ``latent``, ``saliency``,
-    ``locality``)."""
+    ``locality``, ``method``)."""
     return get_registry().list(kind)
 
 

@@ -5,10 +5,12 @@ In one run, on the same models and images:
 - ``seed-loop``: an independent re-implementation of the seed notebook's loop: one image at a time,
   ``torch.optim.Adam`` on the latent, 200 steps, no early stopping, saliency Grad-CAM++ and the
   seed's loss (nothing shared with :mod:`xcf.optimize` except the models);
-- ``xcf-default``: :class:`xcf.Explainer` with ``ExplainConfig()`` (the seed's settings), batched;
-- ``xcf-fast``: ``ExplainConfig.preset("fast")``, batched;
-- any other preset given with ``--variants``, with overrides after ``+``
-  (``fast+lr=0.3+lr_schedule=cosine``): the way to try a schedule before it becomes a preset.
+- ``xcf-default``: :class:`xcf.Explainer` with method ``seed`` (the seed's method), batched;
+- ``xcf-fast``: method ``fast``, batched;
+- any other registered method given with ``--variants``, with overrides after ``+``
+  (``fast+lr=0.3+region__level_steps=10``: :class:`xcf.ExplainConfig` fields, or a method's
+  fields as :meth:`xcf.methods.Method.replace` takes them): the way to try a setting before it
+  becomes a method.
 
 Each variant runs in its own subprocess so that its peak resident memory (``ru_maxrss``) is its
 own; on CUDA the peak allocated GPU memory is reported too, and images per second at batch sizes
@@ -19,8 +21,8 @@ the seed loop's median seconds to the variant's.
 
 Usage::
 
-    python benchmarks/perf.py --pack pneumonia --n 8
-    python benchmarks/perf.py --seed-sizes --n 2          # DenseNet-121 + full segnet-ae, 224 px
+    python benchmarks/perf.py --pack pneumonia --data DATA --n 8
+    python benchmarks/perf.py --seed-sizes --data random --n 2   # DenseNet-121 + full segnet-ae, 224 px
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def _run_variant(args, variant: str, queue) -> None:
                  "p_cf": r["p_cf"]}
             rows.append(d)
     else:
-        ex = xcf.Explainer(classifier=clf, latent=lat, config=variant_config(variant, args))
+        method, config = variant_config(variant, args)
+        ex = xcf.Explainer(classifier=clf, latent=lat, method=method, config=config)
         tgt = [clf.labels[t] for t in targets]
         t0 = time.perf_counter()
         res = ex.explain(x, tgt)
@@ -172,17 +175,20 @@ def _run_variant(args, variant: str, queue) -> None:
 
 
 def variant_config(variant: str, args):
-    """``xcf-default`` (preset seed, ``--steps``), ``xcf-fast`` (preset fast) or any preset, with
-    optional overrides after ``+``: ``fast+lr=0.3+lr_schedule=cosine`` (values read as JSON where
-    they parse, else as strings). A ``+`` starts an override only where ``KEY=`` follows it, so
-    values may hold ``+``: ``local+saliency=gradcam+++lr=0.1``."""
+    """``(method, config)`` of a variant: ``xcf-default`` (method seed, ``--steps``), ``xcf-fast``
+    (method fast) or any registered method, with optional overrides after ``+``:
+    ``fast+lr=0.3+region__level_steps=10`` (values read as JSON where they parse, else as strings;
+    :class:`xcf.ExplainConfig` fields go to the config, the others to
+    :meth:`xcf.methods.Method.replace`). A ``+`` starts an override only where ``KEY=`` follows it,
+    so values may hold ``+``: ``local+region__saliency=gradcam+++lr=0.1``."""
     import re
 
     import xcf
     from xcf.errors import ConfigError
 
     name, *pairs = re.split(r"\+(?=[A-Za-z_]\w*=)", variant)
-    preset = {"xcf-default": "seed", "xcf-fast": "fast"}.get(name, name)
+    name = {"xcf-default": "seed", "xcf-fast": "fast"}.get(name, name)
+    method = xcf.get_method(name)
     over: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -192,10 +198,15 @@ def variant_config(variant: str, args):
             over[key] = json.loads(raw)
         except json.JSONDecodeError:
             over[key] = raw
-    steps = args.steps if preset == "seed" else xcf.ExplainConfig.preset(preset).steps
-    over = {"steps": steps, "device": args.device,
-            **({} if args.batch_size is None else {"batch_size": args.batch_size}), **over}
-    return xcf.ExplainConfig.preset(preset, **over)
+    shared = set(xcf.ExplainConfig.model_fields)
+    parts = {k: tuple(v) if isinstance(v, list) else v for k, v in over.items() if k not in shared}
+    if parts:
+        method = method.replace(name=variant, **parts)
+    steps = args.steps if name == "seed" else method.steps
+    cfg = {"steps": steps, "device": args.device,
+           **({} if args.batch_size is None else {"batch_size": args.batch_size}),
+           **{k: v for k, v in over.items() if k in shared}}
+    return method, xcf.ExplainConfig.build(**cfg)
 
 
 def _gpu_throughput(args) -> list[dict[str, Any]]:
@@ -206,11 +217,12 @@ def _gpu_throughput(args) -> list[dict[str, Any]]:
 
     clf, lat, _ = _models(args)
     out = []
-    for opts in ({}, {"autocast_bf16": True, "channels_last": True}):
+    seed = xcf.get_method("seed")
+    for opts in ({}, {"execution__autocast_bf16": True, "execution__channels_last": True}):
         for bs in args.gpu_batches:
             x = torch.rand(bs, 1, lat.input_size, lat.input_size)
-            ex = xcf.Explainer(classifier=clf, latent=lat, config=xcf.ExplainConfig.preset(
-                "seed", batch_size=bs, device="cuda", steps=args.gpu_steps, **opts))
+            ex = xcf.Explainer(classifier=clf, latent=lat, method=seed.replace(**opts),
+                               config=xcf.ExplainConfig(batch_size=bs, device="cuda", steps=args.gpu_steps))
             ex.explain(x[:1], [0])  # warm-up
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -226,7 +238,7 @@ def _gpu_throughput(args) -> list[dict[str, Any]]:
 
 def split_variants(spec: str) -> list[str]:
     """``--variants`` split at the commas outside brackets, so that a list value stays whole:
-    ``"seed-loop,fast+region_thresholds=[0.35,0.2]"`` is two variants."""
+    ``"seed-loop,fast+region__levels=[0.35,0.2]"`` is two variants."""
     out, depth, cur = [], 0, ""
     for ch in spec:
         depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(ch, 0)
@@ -284,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks/perf.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--pack", default="pneumonia")
     p.add_argument("--seed-sizes", action="store_true", help="DenseNet-121 + full-width segnet-ae (untrained)")
-    p.add_argument("--data", default="../shared/data/kermany-pneumonia-224",
-                   help="folder with labels.csv (test split), 'phantom' or 'random'")
+    p.add_argument("--data", required=True,
+                   help="folder with labels.csv (test split, e.g. the Kermany pneumonia films at "
+                        "224 px), 'phantom' or 'random'")
     p.add_argument("--target", default="pneumonia")
     p.add_argument("--n", type=int, default=8, help="images")
     p.add_argument("--steps", type=int, default=200)

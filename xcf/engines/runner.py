@@ -75,7 +75,7 @@ RESULT_COLUMNS = ("id", "path", "target", "p_input", "p_reconstruction", "p_coun
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
 
 #: Config fields that do not change the result and are left out of the config hash.
-_HASH_EXCLUDED = frozenset({"device", "batch_size", "compile", "channels_last"})
+_HASH_EXCLUDED = frozenset({"device", "batch_size", "execution.channels_last", "execution.fold_batchnorm"})
 
 THUMB_NAME = "thumb.png"
 
@@ -267,10 +267,11 @@ def read_jobs(data: str | os.PathLike, labels: Sequence[str], *, target: str | N
 class ExplainerSpec:
     """What an engine needs to build the same :class:`~xcf.Explainer` in another process.
 
-    Components are registered names (or picklable instances); ``config`` is an
+    Components and the method are registered names (or picklable instances); ``config`` is an
     :class:`~xcf.ExplainConfig` as a dict.
     """
 
+    method: Any = None
     pack: Any = None
     classifier: Any = None
     latent: Any = None
@@ -283,7 +284,7 @@ class ExplainerSpec:
         from ..explainer import Explainer
 
         return Explainer(pack=self.pack, classifier=self.classifier, latent=self.latent,
-                         saliency=self.saliency, locality=self.locality,
+                         saliency=self.saliency, locality=self.locality, method=self.method,
                          config={**self.config, **overrides})
 
 
@@ -302,7 +303,8 @@ def config_hash(config: dict[str, Any], components: dict[str, Any],
     size and other speed-only settings), the component names and the weights' sha256.
 
     Args:
-        config: :meth:`xcf.ExplainConfig.model_dump` (or a report's ``config``).
+        config: :meth:`xcf.ExplainConfig.model_dump` with the method's
+            :meth:`~xcf.methods.Method.settings` (or a report's ``config``).
         components: ``Explainer.components()`` (or a report's ``components``).
         provenance_components: ``Explainer.provenance()["components"]`` (or the report's).
     """
@@ -314,7 +316,8 @@ def config_hash(config: dict[str, Any], components: dict[str, Any],
 
 
 def _explainer_hash(explainer: Explainer) -> str:
-    return config_hash(explainer.config.model_dump(), explainer.components(),
+    return config_hash({**explainer.config.model_dump(), **explainer.method.settings()},
+                       explainer.components(),
                        explainer.provenance()["components"])
 
 
@@ -569,7 +572,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: str | None = None,
                     all_positive: bool = False, pack: Any = None, classifier: Any = None,
                     latent: Any = None, saliency: Any = None, locality: Any = "masked-l2",
-                    config: Any = None, engine: str = "local", address: str | None = None,
+                    method: Any = None, config: Any = None, engine: str = "local", address: str | None = None,
                     workers: int | None = None, limit: int | None = None, split: str | None = None,
                     gif: bool = False, gif_frames: int = 20, report: bool = True,
                     progress: bool = True, device: str | None = None,
@@ -585,7 +588,9 @@ def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: 
         all_positive: Instead of ``target``: one explanation per positive finding per image.
         pack, classifier, latent, saliency, locality: As for :class:`xcf.Explainer` (names, or
             picklable instances for the ray engine).
-        config: An :class:`xcf.ExplainConfig`, dict or preset name; ``**overrides`` set fields
+        method: A registered method name or an :class:`xcf.methods.Method` (default: the
+            default method).
+        config: An :class:`xcf.ExplainConfig`, dict or method name; ``**overrides`` set fields
             (e.g. ``steps=50``, ``batch_size=8``).
         engine: ``"local"`` or ``"ray"``.
         address: Ray cluster address (``"auto"``, ``"ray://head:10001"``); ``None`` starts a local
@@ -619,8 +624,8 @@ def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: 
     elif not isinstance(config, ExplainConfig):
         overrides.setdefault("device", "auto")
     cfg = _as_config(config, overrides)
-    spec = ExplainerSpec(pack=pack, classifier=classifier, latent=latent, saliency=saliency,
-                         locality=locality, config=cfg.model_dump())
+    spec = ExplainerSpec(method=method, pack=pack, classifier=classifier, latent=latent,
+                         saliency=saliency, locality=locality, config=cfg.model_dump(exclude_unset=True))
     # the driver's explainer: labels and config hash; it runs the work for the local engine
     explainer = spec.build() if engine == "local" else spec.build(device="cpu")
     if target is not None:
@@ -763,7 +768,7 @@ def _run_cli(args) -> int:
     device = overrides.pop("device", None)
     res = explain_dataset(args.data, args.out, target=args.target, all_positive=args.all_positive,
                           pack=args.pack, classifier=args.classifier, latent=args.latent,
-                          saliency=args.saliency, locality=args.locality, config=args.preset,
+                          saliency=args.saliency, locality=args.locality, method=args.method,
                           engine=args.engine, address=args.address, workers=args.workers,
                           limit=args.limit, split=args.split, gif=args.gif,
                           gif_frames=args.gif_frames, report=not args.no_report,

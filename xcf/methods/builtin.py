@@ -1,0 +1,74 @@
+"""The methods xcf ships, registered by xcf itself through :func:`xcf_register_methods` (a third
+party registers its own the same way, from its own plugin).
+
+Each is the seed's latent optimization with other parts, except ``latent-shift``. The numbers
+behind each choice are on the docs' results page (``python benchmarks/report.py``).
+"""
+
+from __future__ import annotations
+
+from ..hookspecs import hookimpl
+from .method import LatentShift, Method
+from .parts import Blend, Execution, Objective, Region, StopRule
+
+__all__ = ["SEED", "EARLY_STOP", "FAST", "LOCAL", "LOCAL_IN_MASK", "LATENT_SHIFT", "BUILTIN"]
+
+_LEVELS = (0.5, 0.35, 0.2, 0.1)
+_RESIDUAL = Blend("residual", feather=2.0)
+
+#: The seed's method exactly: Adam on the latent, lr 0.1, 200 steps, no early stop, Grad-CAM++
+#: mask > 0.5, change outside it weighted 1e5, classification weight 1e3.
+SEED = Method(
+    "seed", "the seed's method exactly: Grad-CAM++ mask > 0.5, masked L2 (outside x1e5), Adam lr 0.1, "
+            "200 steps, no early stop",
+    reference="Cohen et al., local counterfactuals of a chest X-ray classifier (docs: The method)")
+
+#: The seed's method, stopped as soon as the target probability is below 0.5.
+EARLY_STOP = SEED.replace(
+    name="early-stop", description="the seed's method, stopped once the target probability is below 0.5",
+    stop=StopRule(0.5))
+
+#: The fastest setting measured that is as valid as the seed's method in the seed's own mask.
+FAST = Method(
+    "fast", "Grad-CAM++ regions grown 0.5 -> 0.1, the input plus the decoder's change inside the "
+            "region (residual blend, 2 px feather), lr 1 growing 1.5x per level, 20 steps per "
+            "level but the last, each level continuing from the last, stop at p < 0.5; loop on "
+            "folded, channels-last copies, bf16 where it pays",
+    region=Region("gradcam++", _LEVELS, level_steps=20, warm_start=True, lr_growth=1.5),
+    blend=_RESIDUAL, stop=StopRule(0.5), lr=1.0,
+    execution=Execution(fold_batchnorm=True, channels_last=True, autocast_bf16="auto"))
+
+#: The change on the finding: regions from the smoothed input gradient.
+LOCAL = Method(
+    "local", "regions from the smoothed input gradient, grown 0.5 -> 0.1 for films not flipped, "
+             "residual blend, lr 1, stop at p < 0.5, the seed's loss with a stable gradient; films "
+             "not flipped are searched again in Grad-CAM++'s regions",
+    objective=Objective(stable=True),
+    region=Region("saliency", _LEVELS, fallback="gradcam++"),
+    blend=_RESIDUAL, stop=StopRule(0.5), lr=1.0)
+
+#: The default: ``local`` with every region inside the seed's mask, stopping only once the other
+#: findings are back near their start.
+LOCAL_IN_MASK = LOCAL.replace(
+    name="local-in-mask",
+    description="'local' with its gradient regions inside the seed's Grad-CAM++ mask (eroded 4 px), "
+                "stopping only once the other findings are within 0.1 of their start (the default)",
+    region=Region("saliency-in-gradcam++", _LEVELS, fallback="gradcam++"),
+    stop=StopRule(0.5, off_target=0.1))
+
+#: The Latent Shift baseline.
+LATENT_SHIFT = LatentShift(
+    "latent-shift", "baseline, Latent Shift: one gradient of p(target) in the latent, a line "
+                    "search along it, no region",
+    detail_gate=False,
+    reference="Cohen et al., Gifsplanation via Latent Shift, MIDL 2021")
+
+#: Every shipped method, in table order.
+BUILTIN: tuple[Method, ...] = (SEED, EARLY_STOP, FAST, LOCAL, LOCAL_IN_MASK, LATENT_SHIFT)
+
+
+@hookimpl
+def xcf_register_methods(register) -> None:
+    """Register the shipped methods."""
+    for m in BUILTIN:
+        register(m.name, lambda m=m: m, description=m.description)

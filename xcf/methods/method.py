@@ -1,0 +1,342 @@
+"""A counterfactual method: a named object built of parts, that runs the search for a batch.
+
+:meth:`Method.run` is the whole search, in order:
+
+1. the search models (:meth:`Method.search_models`: the originals, or copies per
+   :class:`~xcf.methods.Execution`; with a latent model that passes the input's detail around
+   ``z``, ``z`` gains a gate on that detail, :mod:`xcf.detail_gate`);
+2. the region levels (:meth:`Region.schedule <xcf.methods.Region.schedule>`): for each level, the
+   films not yet flipped are searched (:meth:`Method.search_level`) in the region
+   ``saliency > level``, blended per :class:`~xcf.methods.Blend`, until they meet the
+   :class:`~xcf.methods.StopRule` or run out of steps;
+3. the films that never flipped are searched again in the fallback saliency method's regions
+   (``region.fallback``).
+
+:class:`LatentShift` replaces step 2's search with Latent Shift's line search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .parts import Blend, Execution, LineSearch, Objective, Region, StopRule
+
+__all__ = ["Method", "LatentShift", "Runs", "Problem"]
+
+
+@dataclass
+class Problem:
+    """One batch to explain, as the :class:`~xcf.Explainer` hands it to a method.
+
+    Attributes:
+        classifier: The classifier being explained (frozen).
+        latent: The latent model (frozen).
+        locality: The locality loss (built with the objective's threshold and outside weight).
+        x: ``(B, 1, S, S)`` images in [0, 1] at the latent model's size.
+        targets: ``(B,)`` long target indices.
+        saliency: ``(B, 1, S, S)`` maps in [0, 1] of the region's saliency method (a method may
+            replace rows with the fallback's maps; the results show the map used).
+        z0: The start latent ``E(x)``.
+        x0: ``D(z0)``, ``(B, 1, S, S)``.
+        p0: Probabilities of ``x0``, ``(B, K)``.
+        p_in: Probabilities of ``x``, ``(B, K)``.
+        fallback: The fallback saliency method (an instance), or ``None``.
+        decision_threshold: Below it a finding counts as absent.
+        check_images: ``check_images(tensor, shape, what)`` raises a ComponentError naming a
+            component whose output is malformed.
+        progress: ``progress(level, n_levels, step, budget, p_target)`` after each search step
+            (``p_target``: the target probabilities of the films still searching), or ``None``.
+    """
+
+    classifier: Any
+    latent: Any
+    locality: Any
+    x: Tensor
+    targets: Tensor
+    saliency: Tensor
+    z0: Any
+    x0: Tensor
+    p0: Tensor
+    p_in: Tensor
+    fallback: Any = None
+    decision_threshold: float = 0.5
+    check_images: Any = None
+    progress: Any = None
+
+
+class Runs:
+    """Per-film outputs collected over the region levels (the last level run for each film)."""
+
+    def __init__(self, x: Tensor, p0: Tensor) -> None:
+        B = x.shape[0]
+        self.reconstruction = torch.empty_like(x)
+        self.counterfactual = torch.empty_like(x)
+        self.mask = torch.zeros_like(x, dtype=torch.bool)
+        self.probs_reconstruction = torch.empty_like(p0)
+        self.probs_counterfactual = torch.empty_like(p0)
+        self.steps = torch.zeros(B, dtype=torch.long)
+        self.level = torch.zeros(B)
+        self.fallback = torch.zeros(B, dtype=torch.bool)  # region from the fallback saliency
+        self.losses: list[list[float]] = [[] for _ in range(B)]
+        self.status = ["ran-all-steps"] * B
+
+    def record(self, idx: Tensor, res: Any, mask: Tensor, level: float) -> None:
+        """Store a level's result for the films ``idx``."""
+        self.reconstruction[idx] = res.reconstruction
+        self.counterfactual[idx] = res.counterfactual
+        self.mask[idx] = mask
+        self.probs_reconstruction[idx] = res.probs_reconstruction
+        self.probs_counterfactual[idx] = res.probs_counterfactual
+        losses = res.losses.cpu()
+        for j, b in enumerate(idx.tolist()):
+            self.steps[b] += int(res.steps[j])
+            self.level[b] = level
+            self.losses[b] += [float(v) for v in losses[:, j] if v == v]
+            self.status[b] = res.status[j]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A counterfactual method: latent optimization of the seed's objective in a region.
+
+    Attributes:
+        name: The registered name (``xcf.list_methods()``).
+        description: One line for listings.
+        objective: The loss (:class:`~xcf.methods.Objective`).
+        region: Where the change may go and how the region grows (:class:`~xcf.methods.Region`).
+        blend: How the decoder's output is put into the film (:class:`~xcf.methods.Blend`).
+        stop: When a film stops (:class:`~xcf.methods.StopRule`).
+        execution: How the loop runs (:class:`~xcf.methods.Execution`).
+        steps: Optimizer updates per region level (the last level's budget; the others'
+            is ``region.level_steps`` when set). A film's reported ``steps`` add up over the levels
+            it was searched in.
+        lr: Adam's learning rate on the latent.
+        detail_gate: With a latent model that passes the input's detail around ``z``, also search a
+            per-pixel gate in [0, 1] on that detail (:mod:`xcf.detail_gate`): ``"auto"`` where the
+            latent model has such detail, ``True`` always (an error without it), ``False`` never.
+        reference: Where to read about it (a paper, or a docs page).
+    """
+
+    name: str
+    description: str = ""
+    objective: Objective = field(default_factory=Objective)
+    region: Region = field(default_factory=Region)
+    blend: Blend = field(default_factory=Blend)
+    stop: StopRule = field(default_factory=StopRule)
+    execution: Execution = field(default_factory=Execution)
+    steps: int = 200
+    lr: float = 0.1
+    detail_gate: bool | Literal["auto"] = "auto"
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError("a method needs a name")
+        if not 0 <= int(self.steps) <= 100_000:
+            raise ConfigError(f"steps must be in 0..100000, got {self.steps}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+
+    # -- building ---------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> Method:
+        """A copy with fields replaced; a part's fields can be given as ``part__field``
+        (e.g. ``stop__probability=0.1``, ``region__levels=(0.5, 0.2)``)."""
+        nested: dict[str, dict[str, Any]] = {}
+        flat: dict[str, Any] = {}
+        for key, value in changes.items():
+            part, sep, sub = key.partition("__")
+            if sep:
+                nested.setdefault(part, {})[sub] = value
+            else:
+                flat[key] = value
+        names = {f.name for f in dataclasses.fields(self)}
+        for key in list(flat) + list(nested):
+            if key not in names:
+                raise ConfigError(f"method {self.name!r} has no field {key!r}; fields: {', '.join(sorted(names))}")
+        for part, subs in nested.items():
+            current = flat.get(part, getattr(self, part))
+            try:
+                flat[part] = dataclasses.replace(current, **subs)
+            except TypeError as exc:
+                raise ConfigError(f"method {self.name!r}, {part}: {exc}") from None
+        return dataclasses.replace(self, **flat)
+
+    def configured(self, config: Any) -> Method:
+        """This method with the settings a user gave in an :class:`xcf.ExplainConfig` (``steps``,
+        ``lr``, ``stop_probability``; ``None`` keeps the method's own)."""
+        changes: dict[str, Any] = {}
+        if config.steps is not None:
+            changes["steps"] = config.steps
+        if config.lr is not None:
+            changes["lr"] = config.lr
+        if config.stop_probability is not None:
+            changes["stop__probability"] = config.stop_probability
+        return self.replace(**changes) if changes else self
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting, flat and JSON-friendly (for report.json and the bench's run.json)."""
+        out: dict[str, Any] = {"method": self.name, "steps": self.steps, "lr": self.lr,
+                               "detail_gate": self.detail_gate}
+        for part in ("objective", "region", "blend", "stop", "execution"):
+            for k, v in dataclasses.asdict(getattr(self, part)).items():
+                out[f"{part}.{k}"] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    # -- the search ----------------------------------------------------------------------------
+    def run(self, pb: Problem) -> Runs:
+        """Search counterfactuals for a batch; see the module docstring for the order of things."""
+        models, z0 = self.search_models(pb)
+        runs = Runs(pb.x, pb.p0)
+        todo = torch.arange(pb.x.shape[0], device=pb.x.device)
+        todo = self._levels(pb, runs, todo, pb.saliency, models, z0)
+        if pb.fallback is not None and todo.numel():
+            from ..optimize import resize_to
+
+            # a second search in the fallback method's regions; the results show the map used
+            xc = resize_to(pb.x[todo], pb.classifier.input_size)
+            sal2 = pb.fallback(pb.classifier, xc, pb.targets[todo])
+            if pb.check_images is not None:
+                from ..registry import component_label
+
+                pb.check_images(sal2, (len(todo), 1, xc.shape[-1], xc.shape[-1]),
+                                component_label(pb.fallback, "saliency"))
+            pb.saliency[todo] = resize_to(sal2.detach().float(), pb.x.shape[-1]).clamp(0, 1)
+            runs.fallback[todo.cpu()] = True
+            self._levels(pb, runs, todo, pb.saliency, models, z0)
+        return runs
+
+    def search_models(self, pb: Problem) -> tuple[tuple[Any, Any], Any]:
+        """``((classifier, latent), z0)`` the loop differentiates: copies per ``execution`` (a
+        model that cannot be copied is searched as it is, with a warning naming it), and the latent
+        lifted by a detail gate per ``detail_gate``."""
+        import warnings
+
+        from ..fusion import search_copies
+        from ..registry import component_label
+
+        clf, lat = pb.classifier, pb.latent
+        if self.execution.copies:
+            try:
+                (clf, lat), _ = search_copies(pb.classifier, pb.latent, fold=self.execution.fold_batchnorm,
+                                              channels_last=self.execution.channels_last)
+            except Exception as exc:  # noqa: BLE001 - any plugin's copy failure: search the originals
+                warnings.warn(
+                    f"fold_batchnorm / channels_last ignored: could not copy "
+                    f"{component_label(pb.classifier, 'classifier')} or "
+                    f"{component_label(pb.latent, 'latent')} ({type(exc).__name__}: {exc}); "
+                    "searching on the models as they are", RuntimeWarning, stacklevel=4)
+                clf, lat = pb.classifier, pb.latent
+        z0 = pb.z0
+        if self.detail_gate:
+            from ..detail_gate import DetailGate, has_detail
+
+            if self.detail_gate is True or has_detail(z0, pb.x.shape[-1]):
+                gated = DetailGate(lat)
+                lat, z0 = gated, gated.lift(z0)
+        return (clf, lat), z0
+
+    def uses_bf16(self, device: torch.device) -> bool:
+        """Whether the loop runs under bf16 autocast on ``device``."""
+        from ..optimize import bf16_is_fast
+
+        a = self.execution.autocast_bf16
+        return bf16_is_fast(device) if a == "auto" else a is True and device.type in ("cuda", "cpu")
+
+    def _levels(self, pb: Problem, runs: Runs, todo: Tensor, sal: Tensor, models: tuple[Any, Any],
+                z0: Any) -> Tensor:
+        """Search the films ``todo`` level by level, each level only for those not yet flipped
+        (or, with a stop probability below the decision threshold, not yet below it); returns the
+        films that never got there."""
+        from ..optimize import classify
+
+        clf_s, _ = models
+        copies = clf_s is not pb.classifier
+        z_cur = z0.z.detach().clone() if self.region.warm_start else None  # where each film ended
+        # a film moves on to the next level until it is valid, or below a lower stop probability
+        # the user asked for (a stop of 0.1 is a request to go that far)
+        goal = min(pb.decision_threshold, self.stop.probability or pb.decision_threshold)
+        schedule = self.region.schedule(self.steps, self.lr)
+        for i, (level, steps, lr) in enumerate(schedule):
+            on_step = (None if pb.progress is None else
+                       lambda step, p, i=i, n=steps: pb.progress(i, len(schedule), step, n, p))
+            sal_l = Region.at_level(sal[todo], level, self.objective.mask_threshold)
+            mask = pb.locality.mask(sal_l).bool()
+            z0_t, x0_t, p0_t = z0.select(todo), pb.x0[todo], pb.p0[todo]
+            blend = self.blend.weights(mask, pb.x[todo], x0_t)
+            if blend is not None:
+                bm, base = blend
+                with torch.no_grad():
+                    x0_t = bm * x0_t + base
+                    # residual: the start x + m (D(z0) - D(z0)) is the input, whose probabilities
+                    # are known (one classifier pass per film and level saved)
+                    p0_t = pb.p_in[todo] if self.blend.kind == "residual" else classify(pb.classifier, x0_t)
+            res = self.search_level(pb, models, todo, sal_l, (z0_t, x0_t, p0_t), blend, steps, lr,
+                                    None if z_cur is None else z_cur[todo], on_step)
+            if z_cur is not None:
+                z_cur[todo] = res.latent.z.detach()
+            if copies and res.probs_from_search:
+                # report, and decide on, the original classifier's probabilities
+                with torch.no_grad():
+                    res.probs_counterfactual = classify(pb.classifier, res.counterfactual)
+            runs.record(todo, res, mask, level)
+            p_t = res.probs_counterfactual[torch.arange(len(todo), device=pb.x.device), pb.targets[todo]]
+            todo = todo[p_t >= goal]
+            if todo.numel() == 0:
+                break
+        return todo
+
+    def search_level(self, pb: Problem, models: tuple[Any, Any], todo: Tensor, sal: Tensor,
+                     initial: tuple[Any, Tensor, Tensor], blend: tuple[Tensor, Tensor] | None,
+                     steps: int, lr: float, z_start: Tensor | None, on_step: Any = None) -> Any:
+        """One region level's search for the films ``todo``: Adam on the latent
+        (:func:`xcf.optimize.optimize_latent`); ``on_step(step, p_target)`` after each step."""
+        from ..optimize import optimize_latent
+
+        clf_s, lat_s = models
+        res = optimize_latent(clf_s, lat_s, pb.x[todo], pb.targets[todo], sal, pb.locality,
+                              objective=self.objective, stop=self.stop, steps=steps, lr=lr,
+                              bf16=self.uses_bf16(pb.x.device), initial=initial, blend=blend,
+                              z_start=z_start, check_classifier=pb.classifier,
+                              on_step=on_step)
+        res.probs_from_search = False  # optimize_latent reports the checker's probabilities
+        return res
+
+
+@dataclass(frozen=True)
+class LatentShift(Method):
+    """The Latent Shift baseline (Cohen et al., "Gifsplanation via Latent Shift", MIDL 2021): one
+    gradient of the target probability in the latent, a line search along it, no region.
+
+    Attributes:
+        search: The line search (:class:`~xcf.methods.LineSearch`); ``steps`` and ``lr`` do not
+            apply (it decodes at most ``search.num`` shifted latents).
+    """
+
+    search: LineSearch = field(default_factory=LineSearch)
+
+    def settings(self) -> dict[str, Any]:  # noqa: D102
+        out = super().settings()
+        for k, v in dataclasses.asdict(self.search).items():
+            out[f"search.{k}"] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def search_models(self, pb: Problem) -> tuple[tuple[Any, Any], Any]:  # noqa: D102
+        # the latent model's own z, as published (a detail gate only with detail_gate=True)
+        if self.detail_gate == "auto":
+            return Method.search_models(self.replace(detail_gate=False), pb)
+        return super().search_models(pb)
+
+    def search_level(self, pb, models, todo, sal, initial, blend, steps, lr, z_start, on_step=None):  # noqa: D102
+        from ..baselines import latent_shift
+
+        clf_s, lat_s = models
+        res = latent_shift(clf_s, lat_s, pb.x[todo], pb.targets[todo], self.search,
+                           decision_threshold=pb.decision_threshold, initial=initial)
+        res.probs_from_search = True
+        return res

@@ -1,0 +1,363 @@
+"""The parts a counterfactual method is built of, each with one job.
+
+- :class:`Objective`: the loss the search minimizes (the seed's: locality + classification).
+- :class:`Region`: where the change may go (which saliency map, which levels of it, how the region
+  grows for films that did not flip, and a second saliency method to fall back on).
+- :class:`Blend`: how the decoder's output is put into the film.
+- :class:`StopRule`: when a film stops.
+- :class:`Execution`: how the search loop runs (model copies, precision); never what it computes,
+  up to float rounding.
+- :class:`LineSearch`: the Latent Shift baseline's search (one gradient, a line search along it).
+
+Every part is a frozen dataclass: a method is changed with :func:`dataclasses.replace` (or
+:meth:`xcf.methods.Method.replace`), never by a switch elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..filters import gaussian_blur
+
+__all__ = ["Objective", "Region", "Blend", "StopRule", "Execution", "LineSearch", "Reference",
+           "feather_mask", "blend_base", "stable_sigmoid"]
+
+
+# --------------------------------------------------------------------------------------------
+# objective
+
+
+class _StableSigmoid(torch.autograd.Function):
+    """``sigmoid`` whose backward computes ``sigmoid(l) * (1 - sigmoid(l))`` as
+    ``exp(-softplus(l) - softplus(-l))``: the same value, but not rounded to 0 when the output rounds
+    to 1 (float32 does so above a logit of about 17, where autograd's ``s * (1 - s)`` is exactly 0
+    and the seed's probability loss cannot move a film the classifier is certain of)."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(logits)
+        return torch.sigmoid(logits)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        (logits,) = ctx.saved_tensors
+        nn_f = torch.nn.functional
+        return grad * torch.exp(-nn_f.softplus(logits) - nn_f.softplus(-logits))
+
+
+def stable_sigmoid(logits: Tensor) -> Tensor:
+    """``torch.sigmoid`` with a gradient that does not vanish by rounding (``Objective(stable=True)``)."""
+    return _StableSigmoid.apply(logits)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the classification term pulls toward: ``y`` ``(B, K)``, the start's probabilities with
+    each film's target set to 0, and ``targets`` ``(B,)``."""
+
+    y: Tensor
+    targets: Tensor
+
+    @classmethod
+    def of(cls, p_start: Tensor, targets: Tensor) -> Reference:
+        """The seed's target vector from the start's probabilities ``(B, K)``."""
+        y = p_start.detach().clone()
+        y[torch.arange(y.shape[0], device=y.device), targets] = 0.0
+        return cls(y, targets)
+
+    def select(self, idx: Tensor) -> Reference:
+        """The rows ``idx`` of the batch."""
+        return Reference(self.y[idx], self.targets[idx])
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The seed's loss (Cohen et al.'s local counterfactuals): per film ``b``,
+
+    ``loss_b(z) = L(D(z)_b, x0_b, S_b) + classification_weight * mean_k (p_bk - y_bk)^2``
+
+    with ``L`` the locality loss (masked L2: change outside ``saliency > mask_threshold`` weighted
+    ``outside_weight``, inside 1), ``p = sigmoid(C(D(z)))`` and ``y`` the start's probabilities with
+    the target set to 0 (:class:`Reference`).
+
+    Attributes:
+        mask_threshold: Saliency level above which a pixel is inside the region (given to the
+            locality loss as ``threshold``).
+        outside_weight: Weight of change outside the region (given to the locality loss).
+        classification_weight: Weight of the classification term.
+        stable: Compute the sigmoid's gradient without rounding (:func:`stable_sigmoid`), so a film
+            the classifier is certain of (logit above about 17, where float32 rounds ``p`` to
+            exactly 1 and the seed's gradient is exactly 0) still moves; elsewhere the seed's loss
+            up to float rounding.
+    """
+
+    mask_threshold: float = 0.5
+    outside_weight: float = 1e5
+    classification_weight: float = 1e3
+    stable: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.mask_threshold <= 1:
+            raise ConfigError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
+        if self.outside_weight < 0 or self.classification_weight < 0:
+            raise ConfigError("outside_weight and classification_weight must be >= 0")
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """``(B, K)`` probabilities from logits, with the stable gradient when asked for."""
+        return stable_sigmoid(logits) if self.stable else torch.sigmoid(logits)
+
+    def __call__(self, locality, x_cf: Tensor, x_ref: Tensor, saliency: Tensor, probs: Tensor,
+                 ref: Reference) -> Tensor:
+        """Per-film loss ``(B,)`` of counterfactuals ``x_cf`` ``(B, 1, S, S)`` with probabilities
+        ``probs`` ``(B, K)``, against the start ``x_ref`` and the saliency maps ``(B, 1, S, S)``."""
+        loss_cls = ((probs - ref.y) ** 2).mean(dim=1)
+        return locality(x_cf, x_ref, saliency).float() + self.classification_weight * loss_cls
+
+
+# --------------------------------------------------------------------------------------------
+# region
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where the change may go.
+
+    Attributes:
+        saliency: Registered saliency method whose map defines the region (an explicit
+            ``saliency=`` given to the :class:`~xcf.Explainer` wins).
+        levels: Saliency levels tried in order, decreasing (the region grows); a film moves on to
+            the next level only if it did not flip at the current one (or, with a stop probability
+            below the decision threshold, did not get below it). ``(0.5,)``: the seed's one region.
+        level_steps: Step budget of every level but the last (which gets the method's ``steps``);
+            ``None``: every level gets ``steps``.
+        warm_start: A larger region starts from the latent the smaller one ended at (Adam's
+            moments reset) instead of from the start.
+        lr_growth: The learning rate of level ``i`` (0 first) is ``lr * lr_growth ** i``.
+        fallback: A second saliency method (registered name): films not flipped at any level are
+            searched again, level by level, in its regions (for diffuse findings). ``None``: none.
+    """
+
+    saliency: str = "gradcam++"
+    levels: tuple[float, ...] = (0.5,)
+    level_steps: int | None = None
+    warm_start: bool = False
+    lr_growth: float = 1.0
+    fallback: str | None = None
+
+    def __post_init__(self) -> None:
+        lv = tuple(float(t) for t in self.levels)
+        if not lv or any(not 0 < t < 1 for t in lv) or list(lv) != sorted(lv, reverse=True):
+            raise ConfigError("region levels must be decreasing saliency levels in (0, 1), e.g. (0.5, 0.3, 0.1)")
+        object.__setattr__(self, "levels", lv)
+        if self.level_steps is not None and self.level_steps < 1:
+            raise ConfigError(f"level_steps must be >= 1 or None, got {self.level_steps}")
+        if not self.lr_growth > 0:
+            raise ConfigError(f"lr_growth must be > 0, got {self.lr_growth}")
+
+    def schedule(self, steps: int, lr: float) -> list[tuple[float, int, float]]:
+        """``(level, step budget, learning rate)`` of each level, in order."""
+        out = []
+        for i, level in enumerate(self.levels):
+            last = i == len(self.levels) - 1
+            budget = steps if last or self.level_steps is None else self.level_steps
+            out.append((level, budget, lr * self.lr_growth ** i if i else lr))
+        return out
+
+    @staticmethod
+    def at_level(saliency: Tensor, level: float, mask_threshold: float) -> Tensor:
+        """The saliency rescaled so that the locality loss's ``mask_threshold`` falls at ``level``."""
+        if level == mask_threshold:
+            return saliency
+        return (saliency * (mask_threshold / level)).clamp(0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# blend
+
+
+def feather_mask(mask: Tensor, sigma: float) -> Tensor:
+    """Feather a ``(B, 1, H, W)`` mask in [0, 1]: ``max(mask, clamp(2 * gaussian_sigma(mask), 0, 1))``.
+
+    The region keeps weight 1 (its edge, where the blur is 0.5, too) and gains a soft border that
+    falls to 0 over about ``2 * sigma`` pixels outside it. ``sigma == 0`` returns the mask unchanged.
+    """
+    if sigma <= 0:
+        return mask
+    out = gaussian_blur(mask, sigma, radius=max(1, int(round(3 * sigma))), padding="replicate")
+    return torch.maximum(mask, (2 * out).clamp(0, 1))
+
+
+def blend_base(kind: str, mask: Tensor, x: Tensor, x_rec: Tensor) -> Tensor:
+    """The fixed part ``base`` of a blended counterfactual ``mask * D(z) + base``.
+
+    ``"input"``: ``(1 - mask) * x`` (the input outside the region, the decoder inside);
+    ``"reconstruction"``: ``(1 - mask) * D(z0)``; ``"residual"``: ``x - mask * D(z0)``, i.e. the
+    counterfactual is ``x + mask * (D(z) - D(z0))``: the input plus the decoder's *change*, so that
+    it starts exactly at the input and the latent model's reconstruction error appears nowhere.
+    """
+    if kind == "input":
+        return (1 - mask) * x
+    if kind == "reconstruction":
+        return (1 - mask) * x_rec
+    if kind == "residual":
+        return x - mask * x_rec
+    raise ConfigError(f"unknown blend {kind!r}; valid: none, input, reconstruction, residual")
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How the decoder's output becomes the counterfactual.
+
+    Attributes:
+        kind: ``"none"`` (the seed's: the counterfactual is ``D(z)``); ``"input"`` or
+            ``"reconstruction"``: ``m * D(z) + (1 - m) * ref`` with ``m`` the feathered region, so
+            nothing outside it changes by construction; ``"residual"``: ``x + m * (D(z) - D(z0))``,
+            the input plus the decoder's change inside the region (the search starts at ``x`` and
+            the latent model's error appears nowhere).
+        feather: Gaussian sigma (pixels) that softens the region's edge.
+    """
+
+    kind: Literal["none", "input", "reconstruction", "residual"] = "none"
+    feather: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("none", "input", "reconstruction", "residual"):
+            raise ConfigError(f"unknown blend {self.kind!r}; valid: none, input, reconstruction, residual")
+        if not 0 <= self.feather <= 64:
+            raise ConfigError(f"feather must be in [0, 64] pixels, got {self.feather}")
+
+    def weights(self, mask: Tensor, x: Tensor, x_rec: Tensor) -> tuple[Tensor, Tensor] | None:
+        """``(m, base)`` with the counterfactual ``m * D(z) + base``, or ``None`` for no blend."""
+        if self.kind == "none":
+            return None
+        m = feather_mask(mask.float(), self.feather)
+        return m, blend_base(self.kind, m, x, x_rec)
+
+
+# --------------------------------------------------------------------------------------------
+# stop rule
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When a film stops searching.
+
+    Attributes:
+        probability: Stop once the target probability is below this (``None``: run every step,
+            the seed's behaviour).
+        off_target: With ``probability``: stop only once every other finding's probability is also
+            within this of its reference (the start's); ``None``: the target alone decides. A film
+            that never gets there runs all its steps and is judged valid on its target as usual.
+    """
+
+    probability: float | None = None
+    off_target: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("probability", "off_target"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v <= 1:
+                raise ConfigError(f"stop {name} must be in (0, 1] or None, got {v}")
+
+    def reached(self, probs: Tensor, ref: Reference) -> Tensor:
+        """``(B,)`` bool: the films whose probabilities ``(B, K)`` meet the rule (all ``False``
+        without a ``probability``)."""
+        B = probs.shape[0]
+        if self.probability is None:
+            return torch.zeros(B, dtype=torch.bool, device=probs.device)
+        rows = torch.arange(B, device=probs.device)
+        ok = probs[rows, ref.targets] < self.probability
+        if self.off_target is not None:
+            off = (probs - ref.y).abs()
+            off[rows, ref.targets] = 0.0
+            ok &= off.amax(dim=1) <= self.off_target
+        return ok
+
+
+# --------------------------------------------------------------------------------------------
+# execution
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the search loop runs; the result is the same function up to float rounding.
+
+    Attributes:
+        fold_batchnorm: Search on copies of the models with every eval-mode BatchNorm that directly
+            follows a convolution folded into it (:mod:`xcf.fusion`); saliency, the start and every
+            reported probability use the original models.
+        channels_last: Search on copies of the models in channels-last memory format.
+        autocast_bf16: Run the loop's classifier and decoder under bf16 autocast; ``"auto"``: only
+            where bf16 pays (:func:`xcf.optimize.bf16_is_fast`). A film stops only when its float32
+            probability meets the stop rule too; reported probabilities are float32.
+    """
+
+    fold_batchnorm: bool = False
+    channels_last: bool = False
+    autocast_bf16: bool | Literal["auto"] = False
+
+    @property
+    def copies(self) -> bool:
+        """Whether the loop runs on copies of the models."""
+        return self.fold_batchnorm or self.channels_last
+
+
+# --------------------------------------------------------------------------------------------
+# latent shift
+
+
+@dataclass(frozen=True)
+class LineSearch:
+    """Latent Shift's search (:func:`xcf.baselines.latent_shift`): the shift sizes ``|lambda|``
+    tried along the one gradient.
+
+    Attributes:
+        schedule: ``"geometric"`` (``num`` values evenly spaced in log scale from ``lambda_min`` to
+            ``lambda_max``) or ``"linear"`` (``num`` values from ``lambda_max / num`` to
+            ``lambda_max``).
+        lambda_min: Smallest ``|lambda|`` of the geometric schedule.
+        lambda_max: Bound on ``|lambda|``: the search gives up there.
+        num: Number of ``lambda`` values (the most decodes per film).
+        lambdas: Explicit values instead of a schedule: negative, each further from 0.
+        use_logit: Take the gradient of the target logit instead of its probability.
+    """
+
+    schedule: Literal["geometric", "linear"] = "geometric"
+    lambda_min: float = 1e-3
+    lambda_max: float = 1e5
+    num: int = 50
+    lambdas: tuple[float, ...] | None = None
+    use_logit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("geometric", "linear"):
+            raise ConfigError(f"unknown shift schedule {self.schedule!r}; valid: geometric, linear")
+        if not (self.lambda_min > 0 and self.lambda_max > 0 and self.num >= 1):
+            raise ConfigError("lambda_min and lambda_max must be > 0 and num >= 1")
+        if self.lambdas is not None:
+            v = tuple(float(t) for t in self.lambdas)
+            if not v or any(t >= 0 for t in v) or any(b >= a for a, b in zip(v, v[1:])):
+                raise ConfigError("lambdas must be negative and decreasing (growing in size), "
+                                  "e.g. (-1, -3, -10, -30)")
+            object.__setattr__(self, "lambdas", v)
+
+    def values(self) -> list[float]:
+        """The ``lambda`` values tried, in order (all negative, growing in size)."""
+        if self.lambdas is not None:
+            return list(self.lambdas)
+        n, hi = int(self.num), float(self.lambda_max)
+        if self.schedule == "linear":
+            return [-hi * i / n for i in range(1, n + 1)]
+        lo = float(self.lambda_min)
+        if lo > hi:
+            raise ConfigError(f"lambda_min ({lo:g}) must not exceed lambda_max ({hi:g})")
+        if n == 1:
+            return [-hi]
+        step = (math.log(hi) - math.log(lo)) / (n - 1)
+        return [-math.exp(math.log(lo) + i * step) for i in range(n)]
