@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 import xcf
 from xcf.baselines import RISE_TOLERANCE, latent_shift, shift_schedule
-from xcf.methods import LineSearch
 from xcf.errors import ConfigError
+from xcf.methods import LineSearch
 
 
 def _sig_prime(v: float) -> float:
