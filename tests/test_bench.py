@@ -72,7 +72,11 @@ def _num(v: str) -> float:
 
 @pytest.mark.slow
 def test_quick_counterfactual_benchmark(tiny_pack, tmp_path, monkeypatch, capsys):
-    from xcf.bench.counterfactuals import COLUMNS, QUICK_METHODS, QUICK_N
+    import xcf
+    from xcf.bench.counterfactuals import COLUMNS, METHODS, QUICK_N, default_methods
+
+    QUICK_METHODS = default_methods()
+    assert set(xcf.list_methods()) | {"global", "pixel"} == set(QUICK_METHODS)  # --quick runs every method
 
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
     out = tmp_path / "bench"
@@ -97,14 +101,14 @@ def test_quick_counterfactual_benchmark(tiny_pack, tmp_path, monkeypatch, capsys
         assert r["validity"] in ("0", "1") and r["oracle_validity"] in ("0", "1")
         assert r["pointing_game"] in ("0", "1")
         assert _num(r["realism"]) >= 0 and _num(r["seconds"]) > 0
-        assert r["status"] in ("completed", "stopped", "nonfinite")
+        assert r["status"] in ("ran-all-steps", "stopped-early", "nonfinite")
         steps = int(float(r["steps"]))
+        m = METHODS[r["method"]].resolved().replace(steps=8)
         if r["method"] == "latent-shift":
             assert 0 <= steps <= 50  # decodes of the default schedule
-        elif r["method"] == "blend-region":
-            assert 0 <= steps <= 8 * 4  # up to four region levels
-        else:
-            assert 0 <= steps <= 8
+        else:  # every region level's budget, twice with a fallback
+            assert 0 <= steps <= sum(b for _, b, _ in m.region.schedule(m.steps, m.lr)) * (
+                2 if m.region.fallback else 1)
     pixel = [r for r in rows if r["method"] == "pixel"]
     assert all(_num(r["reconstruction_shift"]) == 0 for r in pixel)  # no autoencoder error
     md = (out / "summary.md").read_text()
@@ -211,10 +215,10 @@ def test_saliency_benchmark(tiny_pack, tmp_path, monkeypatch):
 def test_list_and_bad_method(capsys):
     assert main(["bench", "counterfactuals", "--list"]) == 0
     listed = capsys.readouterr().out
-    for m in ("seed", "latent-shift", "global", "pixel", "gradcam", "hirescam", "integrated-gradients",
-              "masked-l1", "soft-mask", "blend", "region", "blend-region", "residual", "residual-region",
-              "preset-fast", "early-stop", "preset-local", "local-input", "local-prune"):
+    for m in ("seed", "latent-shift", "global", "pixel", "fast", "early-stop", "local", "local-in-mask"):
         assert f"\n{m} " in "\n" + listed
+    for gone in ("preset-fast", "fast-s8", "seed-nogate", "local-prune"):  # historical variants
+        assert f"\n{gone} " not in "\n" + listed
     assert main(["bench", "counterfactuals", "--out", "x", "--methods", "nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
 
@@ -287,7 +291,7 @@ def test_demo_writes_cases_summary_and_page(tiny_pack, tmp_path, monkeypatch):
     from xcf.demo import run_demo
 
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
-    rows = run_demo(tmp_path / "demo", per_finding=1, screen=False, preset="seed", steps=3, log=lambda s: None)
+    rows = run_demo(tmp_path / "demo", per_finding=1, screen=False, method="seed", steps=3, log=lambda s: None)
     assert [r["finding"] for r in rows] == ["Cardiomegaly", "Pleural Effusion", "Consolidation", "Nodule",
                                             "Pneumothorax"]
     for r in rows:
@@ -295,7 +299,7 @@ def test_demo_writes_cases_summary_and_page(tiny_pack, tmp_path, monkeypatch):
         assert 0 <= r["share_in_gt_l1"] <= 1 and r["steps"] == 3
     md = (tmp_path / "demo" / "summary.md").read_text()
     assert "| finding | n |" in md and "Pleural Effusion" in md
-    assert "Method: preset `seed` with overrides; saliency `gradcam++`" in md
+    assert "Method: `seed` with overrides; saliency `gradcam++`" in md
     assert (tmp_path / "demo" / "summary.csv").is_file()
     assert "<table" in (tmp_path / "demo" / "index.html").read_text()
 
@@ -307,33 +311,34 @@ def test_perf_variants_split_validate_and_survive_a_failure(tiny_pack, tmp_path,
     from xcf.bench.perf import split_variants
     from xcf.errors import ConfigError
 
-    assert split_variants("seed-loop, fast+region_thresholds=[0.5,0.2]+level_steps=2,early-stop") == [
-        "seed-loop", "fast+region_thresholds=[0.5,0.2]+level_steps=2", "early-stop"]
+    assert split_variants("seed-loop, fast+region__levels=[0.5,0.2]+region__level_steps=2,early-stop") == [
+        "seed-loop", "fast+region__levels=[0.5,0.2]+region__level_steps=2", "early-stop"]
     from types import SimpleNamespace
 
     from xcf.bench.perf import variant_config
 
     opts = SimpleNamespace(steps=200, batch_size=1, device="cpu")
-    cfg = variant_config("local+saliency=gradcam+++lr=0.1+region_fallback=null", opts)  # '+' inside a value
-    assert (cfg.saliency, cfg.lr, cfg.region_fallback) == ("gradcam++", 0.1, None)
+    method, cfg = variant_config("local+region__saliency=gradcam+++lr=0.1+region__fallback=null", opts)
+    assert (method.region.saliency, cfg.lr, method.region.fallback) == ("gradcam++", 0.1, None)  # '+' in a value
     with pytest.raises(ConfigError):
         variant_config("fast+lr", opts)
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
     common = ["--pack", "phantom", "--data", "phantom", "--n", "2", "--steps", "3", "--threads", "1",
               "--batch-size", "2", "--in-process"]
     with pytest.raises(ConfigError, match="level_steps"):
-        perf_main([*common, "--variants", "seed-loop,fast+level_steps=0"])
+        perf_main([*common, "--variants", "seed-loop,fast+region__level_steps=0"])
     assert "done in" not in capsys.readouterr().err  # refused before the seed loop ran
     out = tmp_path / "perf.md"
     assert perf_main([*common, "--out", str(out), "--variants",
-                      "seed-loop,fast+region_thresholds=[0.5,0.2]+level_steps=2,fast+saliency=no-such-map"]) == 0
+                      "seed-loop,fast+region__levels=[0.5,0.2]+region__level_steps=2,"
+                      "fast+region__saliency=no-such-map"]) == 0
     text = out.read_text()
-    assert "| seed-loop |" in text and "| fast+region_thresholds=[0.5,0.2]+level_steps=2 |" in text
-    assert "Failed variants (no measurement): fast+saliency=no-such-map: " in text
+    assert "| seed-loop |" in text and "| fast+region__levels=[0.5,0.2]+region__level_steps=2 |" in text
+    assert "Failed variants (no measurement): fast+region__saliency=no-such-map: " in text
     assert "\nMachine: " in text and f"torch {torch.__version__}" in text and " cores, bf16 instructions " in text
     rows = {r["variant"]: r["rows"] for r in __import__("json").loads(out.with_suffix(".json").read_text())}
     assert len(rows["seed-loop"]) == 2 and all(r["steps"] == 3 for r in rows["seed-loop"])
-    assert all(0 <= r["steps"] <= 2 + 200 for r in rows["fast+region_thresholds=[0.5,0.2]+level_steps=2"])
+    assert all(0 <= r["steps"] <= 2 + 200 for r in rows["fast+region__levels=[0.5,0.2]+region__level_steps=2"])
 
 
 @pytest.fixture(scope="module")

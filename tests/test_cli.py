@@ -31,7 +31,7 @@ def test_explain_writes_the_four_files(png, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
     report = json.loads((out / "report.json").read_text())
     assert report["target"] == "Cardiomegaly" and report["steps"] == 3
-    assert report["components"] == {"classifier": "small-cnn", "latent": "conv-ae",
+    assert report["components"] == {"method": "seed", "classifier": "small-cnn", "latent": "conv-ae",
                                     "saliency": "gradcam++", "locality": "masked-l2"}
     assert report["config"]["steps"] == 3 and report["config"]["lr"] == 0.1
     assert report["provenance"]["xcf_version"]
@@ -44,13 +44,14 @@ def test_explain_writes_the_four_files(png, tmp_path, capsys):
     assert "Cardiomegaly" in capsys.readouterr().out
 
 
-def test_explain_without_a_preset_uses_the_default_preset(png, tmp_path):
+def test_explain_without_a_method_uses_the_default_method(png, tmp_path):
     out = tmp_path / "out"
     assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(out), *UNTRAINED]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["components"]["saliency"] == "saliency-in-gradcam++"
-    assert report["config"]["lr"] == 1.0 and report["config"]["stop_off_target"] == 0.1
-    assert report["config"]["blend"] == "residual" and report["config"]["steps"] == 3
+    assert report["components"]["method"] == report["config"]["method"] == "local-in-mask"
+    assert report["config"]["lr"] == 1.0 and report["config"]["stop.off_target"] == 0.1
+    assert report["config"]["blend.kind"] == "residual" and report["config"]["steps"] == 3
 
 
 def test_explain_several_images_one_folder_each(png, tmp_path):
@@ -96,25 +97,26 @@ def test_plugins_lists_kinds_names_packages(capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:4] == ["KIND", "NAME", "PACKAGE", "PLUGIN"]
-    for name in ("gradcam++", "masked-l2", "small-cnn", "conv-ae"):
+    for name in ("gradcam++", "masked-l2", "small-cnn", "conv-ae", "seed", "local-in-mask"):
         assert any(line.split()[1] == name for line in out.splitlines()[1:] if line.split())
 
 
-@pytest.mark.parametrize("preset", ["seed", "local", "fast", "early-stop"])
-def test_every_preset_runs_and_is_recorded(png, tmp_path, preset):
-    from xcf.config import PRESETS
+@pytest.mark.parametrize("flag, method", [("--preset", "seed"), *(("--method", m) for m in (
+    "seed", "local", "fast", "early-stop", "local-in-mask", "latent-shift"))])
+def test_every_method_runs_and_is_recorded(png, tmp_path, method, flag):
+    import xcf
 
-    out = tmp_path / preset
-    assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(out), "--preset", preset,
+    out = tmp_path / method
+    assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(out), flag, method,
                  *UNTRAINED]) == 0
     cfg = json.loads((out / "report.json").read_text())["config"]
-    for key, value in PRESETS[preset].items():
-        assert cfg[key] == (list(value) if isinstance(value, tuple) else value), key
-    assert cfg["steps"] == 3  # the explicit option wins over the preset
+    want = xcf.get_method(method).replace(steps=3).settings()
+    assert {k: cfg[k] for k in want} == json.loads(json.dumps(want))
+    assert cfg["steps"] == 3  # the explicit option wins over the method's
 
 
-def test_unknown_preset_is_a_user_error(png, tmp_path, capsys):
+def test_unknown_method_is_a_user_error(png, tmp_path, capsys):
     assert main(["explain", str(png), "--target", "cardiomegaly", "--out", str(tmp_path / "o"),
-                 "--preset", "turbo", *UNTRAINED]) == 2
+                 "--method", "turbo", *UNTRAINED]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "turbo" in err and "local" in err

@@ -77,7 +77,7 @@ def test_layout_errors_and_resume(data, tmp_path):
     assert bad["status"] == "error" and "broken.png" in bad["error"] and "\n" not in bad["error"]
     assert bad["p_input"] == "" and bad["label"] == "1.0"
     for r in rows[:-1]:
-        assert r["status"] in ("completed", "stopped") and r["target"] == "bright"
+        assert r["status"] in ("ran-all-steps", "stopped-early") and r["target"] == "bright"
         assert float(r["steps"]) == 2 and 0 <= float(r["p_counterfactual"]) <= 1
         folder = out / "cases" / r["id"]
         assert {p.name for p in folder.iterdir()} >= {*REPORT_FILES, "thumb.png"}

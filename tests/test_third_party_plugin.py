@@ -52,7 +52,7 @@ def test_box_plugin_end_to_end():
     box = (40, 72, 120, 200)
     saliency = reg.create("saliency", "box", box=box)
     explainer = xcf.Explainer(classifier="small-cnn", latent="conv-ae", saliency=saliency,
-                              config=xcf.ExplainConfig(steps=3, device="cpu"), registry=reg)
+                              method="seed", config=xcf.ExplainConfig(steps=3, device="cpu"), registry=reg)
     x = torch.rand(1, 1, 224, 224, generator=torch.Generator().manual_seed(0))
     (cf,) = explainer.explain(x, "Edema")
 

@@ -147,7 +147,7 @@ def test_alternative_latent_model_in_a_pack(trained, tiny_folder, tmp_path, monk
     assert cf.provenance["components"]["latent"]["weights"]["name"] == "vae"
     # the benchmark's METHOD@LATENT: the named method with the pack's other latent model
     (m,) = resolve_methods("seed@vae")
-    assert m.latent == "vae" and m.config == resolve_methods("seed")[0].config
+    assert m.latent == "vae" and m.method == resolve_methods("seed")[0].method == "seed"
     assert _explainer(m, pack, 32, {"steps": 1}).latent is vae
     (bad,) = resolve_methods("seed@nope")
     with pytest.raises(ConfigError, match="pack 'tiny' has no latent model 'nope'"):

@@ -188,6 +188,9 @@ def variant_config(variant: str, args):
 
     name, *pairs = re.split(r"\+(?=[A-Za-z_]\w*=)", variant)
     name = {"xcf-default": "seed", "xcf-fast": "fast"}.get(name, name)
+    if name not in xcf.list_methods():
+        raise ConfigError(f"variant {variant!r}: unknown method {name!r}; write METHOD[+KEY=VALUE...] "
+                          f"with METHOD one of {', '.join(xcf.list_methods())}")
     method = xcf.get_method(name)
     over: dict[str, Any] = {}
     for pair in pairs:

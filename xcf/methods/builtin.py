@@ -21,7 +21,8 @@ _RESIDUAL = Blend("residual", feather=2.0)
 SEED = Method(
     "seed", "the seed's method exactly: Grad-CAM++ mask > 0.5, masked L2 (outside x1e5), Adam lr 0.1, "
             "200 steps, no early stop",
-    reference="Cohen et al., local counterfactuals of a chest X-ray classifier (docs: The method)")
+    reference="Local Counterfactuals for Chest X-Ray Images using Saliency Map Guidance, "
+              "github.com/florianjuengermann/local-counterfactuals (docs: The method)")
 
 #: The seed's method, stopped as soon as the target probability is below 0.5.
 EARLY_STOP = SEED.replace(

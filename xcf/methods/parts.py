@@ -78,7 +78,9 @@ class Reference:
 
 @dataclass(frozen=True)
 class Objective:
-    """The seed's loss (Cohen et al.'s local counterfactuals): per film ``b``,
+    """The seed's loss ("Local Counterfactuals for Chest X-Ray Images using Saliency Map Guidance",
+    github.com/florianjuengermann/local-counterfactuals;
+    docs: The method): per film ``b``,
 
     ``loss_b(z) = L(D(z)_b, x0_b, S_b) + classification_weight * mean_k (p_bk - y_bk)^2``
 
