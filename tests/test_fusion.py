@@ -1,17 +1,19 @@
 """BatchNorm folding and channels-last copies for the search loop (xcf.fusion,
-ExplainConfig.fold_batchnorm / channels_last): the same function, the originals untouched, and an
+``Method.execution``: :class:`xcf.methods.Execution`): the same function, the originals untouched, and an
 explanation that agrees with the unfolded one."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _analytic import method_with
 from torch import nn
 from xcf_autoencoders import NARROW_WIDTHS, SegNetAE
 from xcf_classifiers import SmallCNN
 
 import xcf
 from xcf.fusion import fold_batchnorm, search_copies
+from xcf.methods import Execution
 
 
 def _randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -107,10 +109,10 @@ def _explainer(**cfg):
     torch.manual_seed(0)
     clf = _randomize_bn(SmallCNN(labels=("a", "b"), input_size=64), 3)
     ae = _randomize_bn(SegNetAE(input_size=64, widths=NARROW_WIDTHS), 4)
-    config = xcf.ExplainConfig(steps=12, lr=0.5, stop_probability=0.5, blend="residual",
-                               region_thresholds=(0.5, 0.2), level_steps=4, level_warm_start=True,
-                               **cfg)
-    return xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", config=config)
+    method, config = method_with("seed", steps=12, lr=0.5, stop_probability=0.5, blend="residual",
+                                 region_thresholds=(0.5, 0.2), level_steps=4, level_warm_start=True,
+                                 **cfg)
+    return xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", method=method, config=config)
 
 
 def test_folded_search_runs_on_the_copies_and_reports_the_originals(monkeypatch):
@@ -120,16 +122,16 @@ def test_folded_search_runs_on_the_copies_and_reports_the_originals(monkeypatch)
     equality with the unfolded search is not a property: Adam divides by the gradient's size, so
     float rounding in near-zero gradient components is amplified into visible differences within
     a few steps - the same happens between two batch sizes.)"""
-    import xcf.explainer as explainer_mod
+    import xcf.optimize as optimize_mod
 
     seen = []
-    real = explainer_mod.optimize_latent
+    real = optimize_mod.optimize_latent
 
     def spy(classifier, latent, *args, **kwargs):
         seen.append((classifier, latent))
         return real(classifier, latent, *args, **kwargs)
 
-    monkeypatch.setattr(explainer_mod, "optimize_latent", spy)
+    monkeypatch.setattr(optimize_mod, "optimize_latent", spy)
     x = torch.rand(3, 1, 64, 64)
     targets = torch.tensor([0, 1, 0])
     ex = _explainer(fold_batchnorm=True, channels_last=True)
@@ -158,8 +160,8 @@ def test_a_model_that_cannot_be_copied_is_searched_as_it_is():
     torch.manual_seed(0)
     clf = _Uncopyable(labels=("a",), input_size=64).eval()
     ae = SegNetAE(input_size=64, widths=NARROW_WIDTHS).eval()
-    ex = xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++",
-                       config=xcf.ExplainConfig(steps=2, fold_batchnorm=True))
+    method, config = method_with("seed", steps=2, fold_batchnorm=True)
+    ex = xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", method=method, config=config)
     with pytest.warns(RuntimeWarning, match="could not copy .*_Uncopyable.*cannot be copied"):
         out = ex.explain_tensor(torch.rand(1, 1, 64, 64), torch.tensor([0]))
     assert out[0].steps == 2
@@ -176,9 +178,9 @@ def test_reported_probability_is_the_classifiers_on_the_returned_image(blend):
     ae = _randomize_bn(SegNetAE(input_size=64, widths=NARROW_WIDTHS), 6)
     x = torch.rand(4, 1, 64, 64)
     x[:, :, :32] = (x[:, :, :32] > 0.5).float()  # half the film at exactly 0 or 1
-    cfg = xcf.ExplainConfig(steps=15, lr=3.0, stop_probability=0.5, blend=blend, feather=2.0,
-                            mask_threshold=0.2)
-    ex = xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", config=cfg)
+    method, cfg = method_with("seed", steps=15, lr=3.0, stop_probability=0.5, blend=blend, feather=2.0,
+                              mask_threshold=0.2)
+    ex = xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", method=method, config=cfg)
     out = ex.explain_tensor(x, torch.tensor([0, 1, 0, 1]))
     cfs = torch.stack([r.counterfactual for r in out])
     assert cfs.min() >= 0 and cfs.max() <= 1
@@ -189,7 +191,7 @@ def test_reported_probability_is_the_classifiers_on_the_returned_image(blend):
 
 
 def test_bf16_autocast_runs_the_loop_in_bf16_on_cpu_and_reports_float32():
-    """``autocast_bf16`` works on the CPU too (half the cost of a step on CPUs with bf16
+    """``Execution.autocast_bf16`` works on the CPU too (half the cost of a step on CPUs with bf16
     instructions); the loop's models see bf16, but the probabilities reported - and so validity -
     are the float32 classifier's on the returned image."""
     torch.manual_seed(0)
@@ -197,9 +199,9 @@ def test_bf16_autocast_runs_the_loop_in_bf16_on_cpu_and_reports_float32():
     ae = SegNetAE(input_size=64, widths=NARROW_WIDTHS).eval()
     seen: list[torch.dtype] = []
     hook = clf.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    cfg = xcf.ExplainConfig(steps=6, lr=1.0, stop_probability=0.5, blend="residual", feather=2.0,
-                            mask_threshold=0.2, autocast_bf16=True)
-    ex = xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", config=cfg)
+    method, cfg = method_with("seed", steps=6, lr=1.0, stop_probability=0.5, blend="residual",
+                              feather=2.0, mask_threshold=0.2, autocast_bf16=True)
+    ex = xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", method=method, config=cfg)
     out = ex.explain_tensor(torch.rand(3, 1, 64, 64), torch.tensor([0, 1, 0]))
     hook.remove()
     assert torch.bfloat16 in seen and torch.float32 in seen
@@ -213,20 +215,20 @@ def test_bf16_autocast_runs_the_loop_in_bf16_on_cpu_and_reports_float32():
 
 @pytest.mark.parametrize("cpu_bf16", [False, True])
 def test_bf16_auto_follows_the_cpu(monkeypatch, cpu_bf16):
-    """``autocast_bf16="auto"`` (preset "fast") uses bf16 on a CPU with bf16 instructions only."""
+    """``Execution(autocast_bf16="auto")`` (method "fast") uses bf16 on a CPU with bf16 instructions only."""
     import xcf.optimize
 
     monkeypatch.setattr(xcf.optimize, "_cpu_has_bf16", lambda: cpu_bf16)
     assert xcf.optimize.bf16_is_fast(torch.device("cpu")) is cpu_bf16
-    assert xcf.ExplainConfig.preset("fast").autocast_bf16 == "auto"
+    assert xcf.get_method("fast").execution.autocast_bf16 == "auto"
     torch.manual_seed(0)
     clf = SmallCNN(labels=("a",), input_size=64).eval()
     ae = SegNetAE(input_size=64, widths=NARROW_WIDTHS).eval()
     seen: list[torch.dtype] = []
     hook = clf.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    cfg = xcf.ExplainConfig(steps=2, autocast_bf16="auto")
-    xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", config=cfg).explain_tensor(
-        torch.rand(1, 1, 64, 64), torch.tensor([0]))
+    method, cfg = method_with("seed", steps=2, autocast_bf16="auto")
+    xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", method=method,
+                  config=cfg).explain_tensor(torch.rand(1, 1, 64, 64), torch.tensor([0]))
     hook.remove()
     assert (torch.bfloat16 in seen) is cpu_bf16
 
@@ -235,7 +237,9 @@ def test_bf16_setting_is_validated():
     from xcf.errors import ConfigError
 
     with pytest.raises(ConfigError, match="autocast_bf16"):
-        xcf.ExplainConfig.build(autocast_bf16="sometimes")
+        Execution(autocast_bf16="sometimes")
+    with pytest.raises(ConfigError, match="Method.execution.autocast_bf16"):
+        xcf.ExplainConfig.build(autocast_bf16=True)
 
 
 class _RoundsDown(SmallCNN):
@@ -251,9 +255,9 @@ def test_bf16_stop_is_confirmed_in_float32():
     torch.manual_seed(0)
     clf = _RoundsDown(labels=("a", "b"), input_size=64).eval()
     ae = SegNetAE(input_size=64, widths=NARROW_WIDTHS).eval()
-    cfg = xcf.ExplainConfig(steps=3, lr=0.01, stop_probability=0.01, autocast_bf16=True)
-    ex = xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", config=cfg)
+    method, cfg = method_with("seed", steps=3, lr=0.01, stop_probability=0.01, autocast_bf16=True)
+    ex = xcf.Explainer(classifier=clf, latent=ae, saliency="gradcam++", method=method, config=cfg)
     out = ex.explain_tensor(torch.rand(2, 1, 64, 64), torch.tensor([0, 1]))
     for r, t in zip(out, (0, 1)):
-        assert r.status == "completed" and r.steps == 3
+        assert r.status == "ran-all-steps" and r.steps == 3
         assert r.probs_counterfactual[t] > 0.01

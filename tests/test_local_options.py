@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _analytic import BoxSaliency, IdentityLatent, RegionClassifier, region_image
+from _analytic import IdentityLatent, RegionClassifier, method_with, region_image
 
 import xcf
+from xcf.errors import ConfigError, UnknownComponentError
 from xcf.explainer import feather_mask
+from xcf.methods import Blend, Region
 
 
 class GradedSaliency(xcf.SaliencyMethod):
@@ -31,8 +33,10 @@ class NoisyLatent(IdentityLatent):
 
 
 def _explain(x, **cfg):
+    """The seed's method with settings named as :func:`_analytic.method_with` names them."""
+    method, config = method_with("seed", **cfg)
     ex = xcf.Explainer(classifier=RegionClassifier(gain=8.0), latent=NoisyLatent(),
-                       saliency=GradedSaliency(), config=xcf.ExplainConfig(**cfg))
+                       saliency=GradedSaliency(), method=method, config=config)
     return ex.explain(x, "finding0")[0]
 
 
@@ -67,8 +71,11 @@ def test_blend_residual_starts_at_the_input_and_adds_only_the_decoders_change():
     inside = (cf.counterfactual - x[0])[cf.mask]
     assert inside.abs().max() > 0.05
     # an unknown blend is a one-line config error naming the valid ones
-    with pytest.raises(xcf.errors.ConfigError, match="residual"):
-        xcf.ExplainConfig.build(blend="sideways")
+    with pytest.raises(ConfigError, match="residual"):
+        Blend("sideways")
+    # the blend is the method's: ExplainConfig says where it lives
+    with pytest.raises(ConfigError, match="Method.blend"):
+        xcf.ExplainConfig.build(blend="residual")
 
 
 def test_feathered_blend_leaks_only_near_the_edge():
@@ -111,8 +118,8 @@ def test_level_steps_budget_every_level_but_the_last():
     assert full.steps - short.steps == 40 - 5
     # each level starts afresh: the last level's search is the same in both
     assert torch.allclose(short.counterfactual, full.counterfactual, atol=1e-6)
-    with pytest.raises(xcf.errors.ConfigError, match="level_steps"):
-        xcf.ExplainConfig.build(level_steps=0)
+    with pytest.raises(ConfigError, match="level_steps"):
+        Region(level_steps=0)
 
 
 def test_level_warm_start_continues_the_larger_region_from_where_the_smaller_ended():
@@ -137,17 +144,17 @@ def test_level_warm_start_continues_the_larger_region_from_where_the_smaller_end
     assert w80.steps < c80.steps
 
 
-def test_level_lr_scale_grows_the_learning_rate_level_by_level(monkeypatch):
-    import xcf.explainer as explainer_mod
+def test_lr_growth_grows_the_learning_rate_level_by_level(monkeypatch):
+    import xcf.optimize as optimize_mod
 
     lrs = []
-    real = explainer_mod.optimize_latent
+    real = optimize_mod.optimize_latent
 
     def spy(*args, **kwargs):
-        lrs.append(args[6].lr)  # the level's config
+        lrs.append(kwargs["lr"])  # the level's learning rate
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(explainer_mod, "optimize_latent", spy)
+    monkeypatch.setattr(optimize_mod, "optimize_latent", spy)
     x = region_image(value=0.95)  # does not flip in 2 steps at any level: every level runs
     common = dict(steps=2, lr=0.05, blend="input", region_thresholds=(0.5, 0.3, 0.1))
     _explain(x, **common)
@@ -156,90 +163,34 @@ def test_level_lr_scale_grows_the_learning_rate_level_by_level(monkeypatch):
     grown = _explain(x, level_lr_scale=2.0, **common)
     assert lrs == pytest.approx([0.05, 0.1, 0.2])
     assert grown.metrics["region_threshold"] == pytest.approx(0.1)
-    with pytest.raises(xcf.errors.ConfigError, match="level_lr_scale"):
-        xcf.ExplainConfig.build(level_lr_scale=0)
+    with pytest.raises(ConfigError, match="lr_growth"):
+        Region(lr_growth=0)
 
 
-def test_logit_loss_pushes_the_target_past_its_margin_and_no_further():
-    # gain 20 at value 0.9: logit 8, p = 0.9997. The logit hinge pushes until logit < -margin and
-    # then stops pulling, where the seed's MSE keeps pulling p towards 0: a smaller change
-    x = region_image(value=0.9)
-
-    def run(**cfg):
-        ex = xcf.Explainer(classifier=RegionClassifier(gain=20.0), latent=IdentityLatent(),
-                           saliency=BoxSaliency(), config=xcf.ExplainConfig(steps=60, lr=0.02, **cfg))
-        return ex.explain(x, "finding0")[0]
-
-    cf = run(classification_loss="logit", logit_margin=1.0)
-    assert cf.p_counterfactual < torch.sigmoid(torch.tensor(-0.9)).item()
-    assert cf.p_counterfactual > torch.sigmoid(torch.tensor(-4.0)).item()
-    assert abs(cf.probs_counterfactual[1] - cf.probs_input[1]) < 1e-3  # the other finding holds
-    mse = run()
-    assert mse.p_counterfactual < cf.p_counterfactual
-    assert (mse.counterfactual - x[0]).abs().sum() > (cf.counterfactual - x[0]).abs().sum()
-
-
-class WideSaliency(xcf.SaliencyMethod):
-    """Saliency 1 on the target region grown by 3 pixels: the mask is larger than what matters."""
-
-    def __call__(self, classifier, x, targets):
-        out = torch.zeros_like(x)
-        for b, t in enumerate(targets.tolist()):
-            r0, r1, c0, c1 = classifier.regions[t]
-            out[b, 0, r0 - 3:r1 + 3, c0 - 3:c1 + 3] = 1.0
-        return out
-
-
-def test_prune_keeps_the_smallest_valid_part_of_the_change():
-    x = region_image(value=0.62)
-
-    def run(**cfg):
-        ex = xcf.Explainer(classifier=RegionClassifier(gain=8.0), latent=IdentityLatent(),
-                           saliency=WideSaliency(), config=xcf.ExplainConfig(
-                               steps=150, blend="residual", **cfg))
-        return ex.explain(x, "finding0")[0]
-
-    full = run()
-    pruned = run(prune_shares=(0.3, 0.6, 0.95))
-    assert full.p_counterfactual < 0.5 and pruned.p_counterfactual < 0.5
-    assert any(pruned.metrics["pruned_share"] == pytest.approx(q) for q in (0.3, 0.6, 0.95))
-    # the change lies on the 8x8 region the classifier reads; the mask was 14x14
-    assert full.mask.sum() == 14 * 14 and pruned.mask.sum() <= 8 * 8
-    # nothing changes outside the kept pixels (no feathering here); inside, the change is the full one
-    keep = pruned.mask
-    assert torch.equal(pruned.counterfactual[~keep], pruned.reconstruction[~keep])
-    assert torch.allclose(pruned.counterfactual[keep], full.counterfactual[keep])
-    # a share too small to stay valid is skipped, not forced: 1 % of the change does not flip it
-    tiny = run(prune_shares=(0.01, 0.999))
-    assert tiny.metrics["pruned_share"] == pytest.approx(0.999) and tiny.p_counterfactual < 0.5
-    assert "pruned_share" not in full.metrics
-    with pytest.raises(xcf.errors.ConfigError, match="prune_shares"):
-        xcf.ExplainConfig.build(prune_shares=(0.0, 1.5))
-
-
-def test_config_names_the_region_saliency_and_an_explicit_one_wins():
-    """``ExplainConfig.saliency`` (a preset's region source) is used when the Explainer is built
-    without a saliency method; an explicit argument wins; the seed's settings keep Grad-CAM++."""
+def test_method_names_the_region_saliency_and_an_explicit_one_wins():
+    """``Method.region.saliency`` (the method's region source) is used when the Explainer is built
+    without a saliency method; an explicit argument wins; the seed's method keeps Grad-CAM++."""
     from xcf.registry import component_name
 
     clf, lat = RegionClassifier(gain=8.0), NoisyLatent()
-    seed = xcf.Explainer(classifier=clf, latent=lat, config="seed")
+    seed = xcf.Explainer(classifier=clf, latent=lat, method="seed")
     assert component_name(seed.saliency) == "gradcam++"
-    assert component_name(xcf.Explainer(classifier=clf, latent=lat,
-                                        config=xcf.ExplainConfig()).saliency) == "gradcam++"
-    local = xcf.Explainer(classifier=clf, latent=lat, config="local")
-    assert xcf.ExplainConfig.preset("local").saliency == "saliency"
+    assert xcf.get_method("seed").region.saliency == "gradcam++"
+    local = xcf.Explainer(classifier=clf, latent=lat, method="local")
+    assert xcf.get_method("local").region.saliency == "saliency"
     assert component_name(local.saliency) == "saliency"
     assert local.components()["saliency"] == "saliency"
-    explicit = xcf.Explainer(classifier=clf, latent=lat, config="local", saliency="gradcam")
+    explicit = xcf.Explainer(classifier=clf, latent=lat, method="local", saliency="gradcam")
     assert component_name(explicit.saliency) == "gradcam"
     own = GradedSaliency()
-    assert xcf.Explainer(classifier=clf, latent=lat, config="local", saliency=own).saliency is own
-    with pytest.raises(xcf.errors.UnknownComponentError, match="unknown saliency method 'nope'"):
-        xcf.Explainer(classifier=clf, latent=lat, config={"saliency": "nope"})
+    assert xcf.Explainer(classifier=clf, latent=lat, method="local", saliency=own).saliency is own
+    with pytest.raises(UnknownComponentError, match="unknown saliency method 'nope'"):
+        xcf.Explainer(classifier=clf, latent=lat,
+                      method=xcf.get_method("seed").replace(region__saliency="nope"))
     # the region really comes from the named map: GradedSaliency's 0.9 strip is the first level
-    cf = xcf.Explainer(classifier=clf, latent=lat, saliency=own,
-                       config=xcf.ExplainConfig(blend="residual")).explain(region_image(), "finding0")[0]
+    method, config = method_with("seed", blend="residual")
+    cf = xcf.Explainer(classifier=clf, latent=lat, saliency=own, method=method,
+                       config=config).explain(region_image(), "finding0")[0]
     r0, r1, c0, c1 = clf.regions[0]
     assert cf.mask[0, r0:r1, c0:c0 + (c1 - c0) // 4].all() and not cf.mask[0, :, c1:].any()
 
@@ -262,40 +213,55 @@ def test_region_fallback_searches_again_in_the_second_methods_regions():
     x = torch.cat([region_image(), region_image()])
     cfg = dict(blend="residual", steps=60, lr=0.05, stop_probability=0.5, region_thresholds=(0.5, 0.2))
     clf = RegionClassifier(gain=8.0)
+    method, config = method_with("seed", **cfg)
     plain = xcf.Explainer(classifier=clf, latent=NoisyLatent(), saliency=WrongForFinding0(),
-                          config=xcf.ExplainConfig(**cfg))
+                          method=method, config=config)
     stuck, ok = plain.explain(x, ["finding0", "finding1"])
     assert stuck.p_counterfactual >= 0.5 and ok.p_counterfactual < 0.5
     assert "region_fallback" not in stuck.metrics
+    method, config = method_with("seed", **cfg, region_fallback="saliency")
     ex = xcf.Explainer(classifier=clf, latent=NoisyLatent(), saliency=WrongForFinding0(),
-                       config=xcf.ExplainConfig(**cfg, region_fallback="saliency"))
+                       method=method, config=config)
     a, b = ex.explain(x, ["finding0", "finding1"])
     assert a.p_counterfactual < 0.5 and a.metrics["region_fallback"] == 1.0
     r0, r1, c0, c1 = clf.regions[0]
     assert a.mask[0, r0:r1, c0:c1].any() and not a.mask[0, 24:30, 24:30].all()
     assert a.saliency[0, r0:r1, c0:c1].mean() > a.saliency[0, 24:30, 24:30].mean()
     assert b.metrics["region_fallback"] == 0.0 and torch.equal(b.counterfactual, ok.counterfactual)
-    with pytest.raises(xcf.errors.UnknownComponentError, match="nope"):
-        xcf.Explainer(classifier=clf, latent=NoisyLatent(), config={"region_fallback": "nope"})
+    with pytest.raises(UnknownComponentError, match="nope"):
+        xcf.Explainer(classifier=clf, latent=NoisyLatent(),
+                      method=xcf.get_method("seed").replace(region__fallback="nope"))
 
 
-def test_no_config_means_the_default_preset_and_explainconfig_stays_the_seeds():
-    """The Explainer's default is ``preset(DEFAULT_PRESET)`` ("local-in-mask": the gradient regions
-    inside the seed's Grad-CAM++ mask, the other findings kept near their start); ``ExplainConfig()`` is the seed's settings, the reference;
-    overrides apply on top of the default preset."""
-    from xcf.config import DEFAULT_PRESET, PRESETS
+def test_no_method_means_the_default_method_and_the_seed_is_named():
+    """The Explainer's default is :data:`xcf.methods.DEFAULT_METHOD` ("local-in-mask": the
+    gradient regions inside the seed's Grad-CAM++ mask, the other findings kept near their start);
+    the seed's method is asked for by name; overrides apply on top of the default method."""
+    import dataclasses
+
+    from xcf.methods import DEFAULT_METHOD
     from xcf.registry import component_name
 
-    assert DEFAULT_PRESET == "local-in-mask" and DEFAULT_PRESET in PRESETS
-    assert xcf.ExplainConfig() == xcf.ExplainConfig.preset("seed")
-    assert xcf.ExplainConfig().lr == 0.1 and xcf.ExplainConfig().saliency is None
+    assert DEFAULT_METHOD == "local-in-mask" and DEFAULT_METHOD in xcf.list_methods()
+    assert xcf.ExplainConfig.preset("seed").method == "seed"
     clf, lat = RegionClassifier(gain=8.0), NoisyLatent()
     ex = xcf.Explainer(classifier=clf, latent=lat)
-    assert ex.config == xcf.ExplainConfig.preset(DEFAULT_PRESET)
+    assert ex.method == xcf.get_method(DEFAULT_METHOD)
     assert component_name(ex.saliency) == "saliency-in-gradcam++"
     tuned = xcf.Explainer(classifier=clf, latent=lat, steps=7)
-    assert tuned.config == xcf.ExplainConfig.preset(DEFAULT_PRESET, steps=7)
-    # the preset differs from "local" only in where its regions come from
-    diff = {k for k in PRESETS["local"] | PRESETS[DEFAULT_PRESET]
-            if PRESETS["local"].get(k) != PRESETS[DEFAULT_PRESET].get(k)}
-    assert diff == {"saliency", "stop_off_target"}
+    assert tuned.method.name == DEFAULT_METHOD and tuned.method.steps == 7
+    assert tuned.method == xcf.get_method(DEFAULT_METHOD).replace(steps=7)
+    # the default differs from "local" only in where its regions come from and when it stops
+
+    def differing(a, b):
+        out = set()
+        for f in dataclasses.fields(a):
+            va, vb = getattr(a, f.name), getattr(b, f.name)
+            if dataclasses.is_dataclass(va):
+                out |= {f"{f.name}.{k}" for k in differing(va, vb)}
+            elif va != vb:
+                out.add(f.name)
+        return out
+
+    diff = differing(xcf.get_method("local"), xcf.get_method(DEFAULT_METHOD))
+    assert diff == {"name", "description", "region.saliency", "stop.off_target"}

@@ -19,6 +19,7 @@ from xcf_classifiers.wrap import WrappedClassifier
 import xcf
 from xcf import Latent
 from xcf.errors import ComponentError, ConfigError, WeightsError
+from xcf.methods import DEFAULT_METHOD
 
 HAS_XRV = importlib.util.find_spec("torchxrayvision") is not None
 needs_xrv = pytest.mark.skipif(not HAS_XRV, reason="torchxrayvision is not installed (optional: pip install 'xcf[xrv]')")
@@ -259,15 +260,19 @@ def test_detail_gate_is_searched_and_refused_for_a_latent_without_detail():
     clf = xcf.create("classifier", "small-cnn", labels=["a"], input_size=32, widths=[4, 8, 8, 8, 8])
     ae = xcf.create("latent", "conv-ae", input_size=32, widths=[4, 8], latent_channels=4, detail_sigma=1.0)
     x = _smooth_input(1, 32)[0]
-    a = xcf.explain(x, "a", classifier=clf, latent=ae, steps=5, device="cpu", lr=0.5, detail_gate=False)
-    b = xcf.explain(x, "a", classifier=clf, latent=ae, steps=5, device="cpu", lr=0.5, detail_gate=True)
+
+    def gate(g):  # the default method with its detail gate set
+        return xcf.get_method(DEFAULT_METHOD).replace(detail_gate=g)
+
+    a = xcf.explain(x, "a", classifier=clf, latent=ae, steps=5, device="cpu", lr=0.5, method=gate(False))
+    b = xcf.explain(x, "a", classifier=clf, latent=ae, steps=5, device="cpu", lr=0.5, method=gate(True))
     torch.testing.assert_close(b.reconstruction, a.reconstruction)  # the same start
     assert not torch.equal(b.counterfactual, a.counterfactual)  # the gate moved too
     assert b.config["detail_gate"] is True and a.config["detail_gate"] is False
-    assert xcf.ExplainConfig().detail_gate == "auto"  # the default
+    assert xcf.get_method(DEFAULT_METHOD).detail_gate == "auto"  # the default
     plain = xcf.create("latent", "conv-ae", input_size=32, widths=[4, 8], latent_channels=4)
     with pytest.raises(ConfigError, match=r"detail_gate=True needs a latent model that passes the input's detail"):
-        xcf.explain(x, "a", classifier=clf, latent=plain, steps=2, device="cpu", detail_gate=True)
+        xcf.explain(x, "a", classifier=clf, latent=plain, steps=2, device="cpu", method=gate(True))
     with pytest.raises(ConfigError, match="detail_gate"):
         DetailGate(plain).encode(x[None])
     # "auto" (the default): gates a latent with detail, searches z alone otherwise, and leaves
@@ -275,13 +280,16 @@ def test_detail_gate_is_searched_and_refused_for_a_latent_without_detail():
     c = xcf.explain(x, "a", classifier=clf, latent=ae, steps=5, device="cpu", lr=0.5)
     torch.testing.assert_close(c.counterfactual, b.counterfactual)
     d = xcf.explain(x, "a", classifier=clf, latent=plain, steps=5, device="cpu", lr=0.5)
-    e = xcf.explain(x, "a", classifier=clf, latent=plain, steps=5, device="cpu", lr=0.5, detail_gate=False)
+    e = xcf.explain(x, "a", classifier=clf, latent=plain, steps=5, device="cpu", lr=0.5, method=gate(False))
     torch.testing.assert_close(d.counterfactual, e.counterfactual)
-    ls = [xcf.explain(x, "a", classifier=clf, latent=ae, device="cpu", method="latent-shift", shift_num=5,
-                      detail_gate=g).counterfactual for g in ("auto", False)]
+    shift = xcf.get_method("latent-shift")
+    ls = [xcf.explain(x, "a", classifier=clf, latent=ae, device="cpu",
+                      method=shift.replace(search__num=5, detail_gate=g)).counterfactual for g in ("auto", False)]
     torch.testing.assert_close(ls[0], ls[1])
     with pytest.raises(ConfigError, match="detail_gate"):
-        xcf.ExplainConfig.build(detail_gate="sometimes")
+        xcf.get_method("seed").replace(detail_gate="sometimes")
+    with pytest.raises(ConfigError, match="Method.detail_gate"):
+        xcf.ExplainConfig.build(detail_gate=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _analytic import BoxSaliency, IdentityLatent, RegionClassifier, region_image
+from _analytic import BoxSaliency, IdentityLatent, RegionClassifier, method_with, region_image
 
 import xcf
 from xcf.errors import ComponentError
+from xcf.methods import StopRule
 from xcf.optimize import frozen, target_vector
 
 
 def _explainer(analytic, **cfg):
+    """The seed's method with settings named as :func:`_analytic.method_with` names them."""
     clf, lat, sal = analytic
+    method, config = method_with("seed", **cfg)
     return xcf.Explainer(classifier=clf, latent=lat, saliency=sal, locality="masked-l2",
-                         config=xcf.ExplainConfig(**cfg))
+                         method=method, config=config)
 
 
 def test_analytic_change_stays_inside_mask_and_flips(analytic):
@@ -72,7 +75,7 @@ def test_early_stopping_each_sample_at_its_own_step(analytic):
     ex = _explainer(analytic, steps=300, stop_probability=0.5)
     x = torch.cat([region_image(value=0.6), region_image(value=0.95)])
     a, b = ex.explain(x, [0, 0])
-    assert a.status == b.status == "stopped"
+    assert a.status == b.status == "stopped-early"
     assert a.p_counterfactual < 0.5 and b.p_counterfactual < 0.5
     assert 0 < a.steps < b.steps < 300
     # each stop is the first step whose probability is below 0.5: one step fewer is not below
@@ -81,13 +84,6 @@ def test_early_stopping_each_sample_at_its_own_step(analytic):
     # a stopped sample's result equals running exactly that many steps without stopping
     (a_exact,) = _explainer(analytic, steps=a.steps).explain(x[:1], 0)
     torch.testing.assert_close(a.counterfactual, a_exact.counterfactual, atol=1e-6, rtol=0)
-
-
-def test_stop_patience_holds_for_k_steps(analytic):
-    x = region_image(value=0.6)
-    (one,) = _explainer(analytic, steps=300, stop_probability=0.5).explain(x, 0)
-    (three,) = _explainer(analytic, steps=300, stop_probability=0.5, stop_patience=3).explain(x, 0)
-    assert three.steps == one.steps + 2
 
 
 def _state(model):
@@ -117,7 +113,7 @@ def _prepared_models():
 def test_models_restored_after_explain():
     clf, lat = _prepared_models()
     before = _state(clf)
-    xcf.Explainer(classifier=clf, latent=lat, saliency=BoxSaliency(),
+    xcf.Explainer(classifier=clf, latent=lat, saliency=BoxSaliency(), method="seed",
                   config=xcf.ExplainConfig(steps=5)).explain(region_image(), 0)
     _assert_same_state(clf, before)
     assert float(clf.gain.grad) == 3.0
@@ -131,7 +127,8 @@ class _Exploding(xcf.SaliencyMethod):
 def test_models_restored_after_error():
     clf, lat = _prepared_models()
     before = _state(clf)
-    ex = xcf.Explainer(classifier=clf, latent=lat, saliency=_Exploding(), config=xcf.ExplainConfig(steps=5))
+    ex = xcf.Explainer(classifier=clf, latent=lat, saliency=_Exploding(), method="seed",
+                       config=xcf.ExplainConfig(steps=5))
     with pytest.raises(ComponentError, match="boom"):
         ex.explain(region_image(), 0)
     _assert_same_state(clf, before)
@@ -166,7 +163,7 @@ class _NaNAfter(RegionClassifier):
 
 def test_nonfinite_loss_stops_sample_with_status():
     ex = xcf.Explainer(classifier=_NaNAfter(), latent=IdentityLatent(), saliency=BoxSaliency(),
-                       config=xcf.ExplainConfig(steps=100))
+                       method="seed", config=xcf.ExplainConfig(steps=100))
     (cf,) = ex.explain(region_image(), 0)
     assert cf.status == "nonfinite"
     assert torch.isfinite(cf.counterfactual).all()
@@ -179,18 +176,6 @@ def test_zero_steps_returns_reconstruction(analytic):
     (cf,) = _explainer(analytic, steps=0).explain(region_image(), 0)
     assert torch.equal(cf.counterfactual, cf.reconstruction)
     assert cf.steps == 0
-
-
-def test_stop_check_every_gives_the_same_results(analytic):
-    """Checking the stopping rule every k steps (fewer host syncs) changes no result: finished
-    samples are frozen on the device until they leave the batch."""
-    x = torch.cat([region_image(value=0.6), region_image(value=0.95), region_image(value=0.8)])
-    every1 = _explainer(analytic, steps=300, stop_probability=0.5).explain(x, [0, 0, 1])
-    every7 = _explainer(analytic, steps=300, stop_probability=0.5, stop_check_every=7).explain(x, [0, 0, 1])
-    for a, b in zip(every1, every7):
-        assert a.steps == b.steps and a.status == b.status == "stopped"
-        torch.testing.assert_close(a.counterfactual, b.counterfactual, atol=1e-6, rtol=0)
-        assert a.losses == b.losses
 
 
 def test_stable_sigmoid_gradient_matches_and_survives_saturation():
@@ -210,19 +195,18 @@ def test_stable_sigmoid_gradient_matches_and_survives_saturation():
 
 def test_mse_stable_moves_a_saturated_film_the_seed_loss_cannot():
     """logit = 37.5 * (0.95 - 0.5) = 16.9: float32 rounds p to exactly 1, so the seed's probability
-    loss has a zero gradient and the film never changes; ``mse-stable`` flips it in the same region.
-    (At logit 20 the exact gradient is ~1e-9 and the locality term holds the change at ~1e-3:
-    there only ``classification_loss="logit"`` moves the film.)"""
+    loss has a zero gradient and the film never changes; ``Objective(stable=True)`` flips it in the
+    same region."""
     x = region_image(value=0.95)
 
-    def run(loss):
+    def run(stable):
+        method, config = method_with("seed", steps=100, lr=0.05, blend="residual", stop_probability=0.5)
+        method = method.replace(objective__stable=stable)
         ex = xcf.Explainer(classifier=RegionClassifier(gain=37.5), latent=IdentityLatent(),
-                           saliency=BoxSaliency(),
-                           config=xcf.ExplainConfig(steps=100, lr=0.05, classification_loss=loss,
-                                                    blend="residual", stop_probability=0.5))
+                           saliency=BoxSaliency(), method=method, config=config)
         return ex.explain(x, "finding0")[0]
 
-    seed, stable = run("mse"), run("mse-stable")
+    seed, stable = run(False), run(True)
     assert seed.p_input == 1.0
     assert seed.p_counterfactual == 1.0 and torch.equal(seed.counterfactual, x[0])
     assert stable.p_counterfactual < 0.5
@@ -242,11 +226,11 @@ def test_check_classifier_confirms_stops_and_reports_its_probabilities(analytic)
 
     clf, lat, sal = analytic
     x, t = region_image(value=0.6), torch.tensor([0])
-    args = (_Early(), lat, x, t, sal(clf, x, t), create("locality", "masked-l2"),
-            xcf.ExplainConfig(steps=300, stop_probability=0.5))
-    alone = optimize_latent(*args)
-    checked = optimize_latent(*args, check_classifier=clf)
-    assert alone.status == checked.status == ["stopped"]
+    args = (_Early(), lat, x, t, sal(clf, x, t), create("locality", "masked-l2"))
+    kw = dict(stop=StopRule(0.5), steps=300)
+    alone = optimize_latent(*args, **kw)
+    checked = optimize_latent(*args, **kw, check_classifier=clf)
+    assert alone.status == checked.status == ["stopped-early"]
     assert classify(clf, alone.counterfactual)[0, 0] >= 0.5  # the loop model's stop, not the checker's
     assert int(checked.steps[0]) > int(alone.steps[0])
     p = classify(clf, checked.counterfactual)
@@ -275,7 +259,7 @@ def test_batch_size_auto_is_8_on_a_cpu_and_16_elsewhere(analytic, monkeypatch):
 def test_stop_off_target_waits_for_the_other_findings():
     """Finding 1 reads half of finding 0's region: darkening that region drops both. With the
     target alone deciding, the search stops as soon as finding 0 is below 0.5, finding 1 dragged
-    down with it; with ``stop_off_target`` it goes on until the classification term has brought
+    down with it; with ``StopRule.off_target`` it goes on until the classification term has brought
     finding 1 back within the tolerance (changing the part only finding 0 reads), and is still
     valid."""
     clf = RegionClassifier(regions=[(8, 16, 8, 16), (8, 16, 12, 20)], gain=8.0)
@@ -283,13 +267,16 @@ def test_stop_off_target_waits_for_the_other_findings():
     x[:, :, 8:16, 16:20] = 0.62  # finding 1's region uniformly bright too
 
     def run(**cfg):
+        method, config = method_with("seed", steps=300, stop_probability=0.5, lr=0.02, **cfg)
         ex = xcf.Explainer(classifier=clf, latent=IdentityLatent(), saliency=BoxSaliency(),
-                           config=xcf.ExplainConfig(steps=300, stop_probability=0.5, lr=0.02, **cfg))
+                           method=method, config=config)
         return ex.explain(x, 0)[0]
 
     plain, held = run(), run(stop_off_target=0.05)
     drift = lambda cf: abs(float(cf.probs_counterfactual[1] - cf.probs_input[1]))  # noqa: E731
-    assert plain.status == "stopped" and plain.p_counterfactual < 0.5 and drift(plain) > 0.05
+    assert plain.status == "stopped-early" and plain.p_counterfactual < 0.5 and drift(plain) > 0.05
     assert held.p_counterfactual < 0.5 and drift(held) <= 0.05 and held.steps > plain.steps
-    with pytest.raises(xcf.errors.ConfigError, match="stop_off_target"):
-        xcf.ExplainConfig.build(stop_off_target=0)
+    with pytest.raises(xcf.errors.ConfigError, match="off_target"):
+        StopRule(0.5, off_target=0)
+    with pytest.raises(xcf.errors.ConfigError, match="Method.stop.off_target"):
+        xcf.ExplainConfig.build(stop_off_target=0.05)
