@@ -91,14 +91,12 @@ TABLES: tuple[Table, ...] = (
 IDS_A=<the first 100 case ids>  IDS_B=<the other 100>   # phantom_cases(200, labels, 224)
 xcf bench counterfactuals --out A --n 200 --cases $IDS_A --methods seed --threads 1
 xcf bench counterfactuals --out B --n 200 --cases $IDS_B --methods seed --threads 1
-xcf bench counterfactuals --out C --n 200 --methods preset-fast --threads 1
-xcf bench counterfactuals --out D --n 100 --methods preset-local --threads 1   # D56: its rows of cases 0-55
-xcf bench counterfactuals --out E --n 100 --cases <ids 56-99> --methods preset-local --threads 1
+xcf bench counterfactuals --out C --n 200 --methods fast --threads 1
+xcf bench counterfactuals --out D --n 100 --methods local --threads 1   # D56: its rows of cases 0-55
+xcf bench counterfactuals --out E --n 100 --cases <ids 56-99> --methods local --threads 1
 xcf bench counterfactuals --out F --n 100 --methods local-in-mask --threads 1
 xcf bench counterfactuals --out G --n 200 --cases $IDS_B --methods local-in-mask --threads 1
-xcf bench counterfactuals --out H --n 200 --cases <every other case id> --methods seed-prune --threads 1   # stopped after 40
-python benchmarks/rows.py merge M A:seed B:seed C:preset-fast=fast D56:preset-local=local \\
-    E:preset-local=local F:local-in-mask G:local-in-mask H:seed-prune
+python benchmarks/rows.py merge M A:seed B:seed C:fast D56:local E:local F:local-in-mask G:local-in-mask
 cp M/rows.csv docs/results/phantom-matrix-rows.csv""",
         plot="phantom-validity-vs-locality.png",
     ),
@@ -119,9 +117,9 @@ cp M/rows.csv docs/results/phantom-matrix-rows.csv""",
         commands="""\
 xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods seed --n 24 --out D
 xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods local-in-mask --n 48 --out E
-xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods preset-fast --out F
-xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods preset-local --n 24 --out G
-python benchmarks/rows.py merge M D:seed F:preset-fast=fast G:preset-local=local E:local-in-mask
+xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods fast --out F
+xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods local --n 24 --out G
+python benchmarks/rows.py merge M D:seed F:fast G:local E:local-in-mask
 cp M/rows.csv docs/results/pneumonia-matrix-rows.csv""",
         plot="pneumonia-validity-vs-locality.png",
         omit=("off_target_max",),
@@ -164,9 +162,6 @@ METHODS: dict[str, str] = {
              "stops at p(target) < 0.5."),
     "local": ("like `fast` but its regions come from the input gradient (> 0.5, 0.35, 0.2, 0.1, "
               "falling back to Grad-CAM++ regions), up to 200 steps each."),
-    "seed-prune": ("a comparison of the bench, not a method of xcf: the seed's counterfactual pruned to "
-                   "the fewest pixels holding 30 / 50 / 70 / 90 % of its change (the first share still "
-                   "valid)."),
 }
 DEFAULT_METHOD = "local-in-mask"
 README_METHODS = ("local-in-mask", "seed", "fast", "local")
@@ -388,9 +383,9 @@ def page(results: Sequence[tuple[Table, list[dict[str, Any]], list[dict[str, Any
            "not be edited by hand; `python benchmarks/report.py --check` fails when it is stale.", "",
            "## Methods", ""]
     out += [f"- `{m}`: {d}" for m, d in METHODS.items()]
-    out += ["", "In the bench (`xcf bench counterfactuals --methods ...`) `fast` and `local` are named "
-            "`preset-fast` and `preset-local`; the commands below name them so and put their rows under "
-            "the method's name.", ""]
+    out += ["", "Each is run by `xcf bench counterfactuals --methods NAME`; `tests/test_method_pins.py` "
+            "pins every shipped method's result on fixed phantoms, so a rows file stays the method's "
+            "as long as that test passes.", ""]
     for table, rows, summ in results:
         out += [f"## {table.title}", "", table.about, "",
                 f"Oracle: {table.oracle}", "",

@@ -142,6 +142,8 @@ class Method:
             raise ConfigError(f"steps must be in 0..100000, got {self.steps}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.detail_gate not in (True, False, "auto"):
+            raise ConfigError(f"detail_gate must be True, False or 'auto', got {self.detail_gate!r}")
 
     # -- building ---------------------------------------------------------------------------
     def replace(self, **changes: Any) -> Method:

@@ -304,6 +304,10 @@ class Execution:
     channels_last: bool = False
     autocast_bf16: bool | Literal["auto"] = False
 
+    def __post_init__(self) -> None:
+        if self.autocast_bf16 not in (True, False, "auto"):
+            raise ConfigError(f"autocast_bf16 must be True, False or 'auto', got {self.autocast_bf16!r}")
+
     @property
     def copies(self) -> bool:
         """Whether the loop runs on copies of the models."""
