@@ -132,6 +132,14 @@ def _pick(kept: Sequence[tuple[int, np.ndarray]], n: int) -> list[tuple[int, np.
     return [kept[i] for i in idx]
 
 
+def _several_searches(explainer: Explainer) -> bool:
+    """Whether a film may be searched more than once (several region levels, or a fallback map)."""
+    region = getattr(getattr(explainer, "method", None), "region", None)
+    if region is not None:
+        return len(region.levels) > 1 or bool(region.fallback)
+    return bool(getattr(explainer.config, "region_thresholds", None))
+
+
 def explain_with_paths(explainer: Explainer, x: Tensor, targets: Tensor, *,
                        sources: Sequence[str | None] | None = None,
                        frames: int = 20) -> tuple[list[Counterfactual], list[list[GifFrame]]]:
@@ -150,8 +158,9 @@ def explain_with_paths(explainer: Explainer, x: Tensor, targets: Tensor, *,
     """
     frames = max(2, int(frames))
     B = x.shape[0]
-    if B > 1 and explainer.config.region_thresholds:
-        # several search levels: rows cannot be matched across levels, so record one at a time
+    if B > 1 and _several_searches(explainer):
+        # several region levels (or a fallback map): rows cannot be matched across searches, so
+        # record one film at a time
         cfs: list[Counterfactual] = []
         paths: list[list[GifFrame]] = []
         for b in range(B):
