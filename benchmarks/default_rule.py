@@ -1,4 +1,4 @@
-"""Check docs/design.md's rule for a new default method against the seed's method.
+"""Check the design's rule (docs: Design) for a new default method against the seed's method.
 
 The rule: a method becomes the default "only when a benchmark in benchmarks/ shows it is at least
 as good on validity and locality". This script reads the rows that ``xcf bench counterfactuals``

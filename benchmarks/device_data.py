@@ -6,7 +6,7 @@ training rows and N/5 validation rows that ``xcf.train.load_training_data`` pick
 split. This copies exactly those files (same relative paths) from ``--data`` (a folder of images
 with labels.csv) into ``--out`` (default ``.devdata/kermany-pneumonia-224``, which must be
 git-ignored, e.g. in .git/info/exclude). Send that folder with the repository and point
-``PNEUMONIA`` of benchmarks/gpu_session.sh at it. Delete it afterwards: the images must not be
+``PNEUMONIA`` of benchmarks/gpu_bench.sh at it. Delete it afterwards: the images must not be
 committed.
 
     python benchmarks/device_data.py --data /path/to/kermany-pneumonia-224 --limit 1000

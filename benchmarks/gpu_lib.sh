@@ -1,4 +1,4 @@
-# Shared by benchmarks/gpu_session.sh and benchmarks/gpu_retrain.sh (sourced, not run): the step
+# Shared by benchmarks/gpu_bench.sh and benchmarks/gpu_retrain.sh (sourced, not run): the step
 # runner, the part filter and the packing of results into $OUT, from where they are fetched.
 # The sourcing script sets OUT, LOG, PARTS, T0 (and DEADLINE, for `left`) first.
 # Everything a run makes goes into $OUT as at most three files (a remote GPU machine may return

@@ -16,7 +16,7 @@
 # The recipes keep the classifier terms small: heavier ones pull the decoder towards images that
 # please the classifier, which costs PSNR without lowering the shift.
 # Results are packed into $OUT every 30 s. On a GPU machine that receives only the repository (see
-# gpu_session.sh for staging .devdata and wheels; --limit 640 keeps .devdata small):
+# gpu_bench.sh for staging .devdata and wheels; --limit 640 keeps .devdata small):
 #   PNEUMONIA=.devdata/kermany-pneumonia-224 XCF="python3 -m xcf.cli" OUT=$OUT bash benchmarks/gpu_retrain.sh
 # PNEUMONIA, the pneumonia data folder (images + labels.csv), is needed by the pneumonia parts only.
 # PARTS picks the parts (default "phantom"): "pneumonia-bench" runs the matrix of the shipped

@@ -12,8 +12,9 @@ import xcf
 from xcf import registry as xreg
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PNEUMONIA = SHARED / "data" / "kermany-pneumonia-224"
+#: The real-data folder: $XCF_DATA_DIR, else the data folder beside the repository's checkout.
+DATA_DIR = Path(os.environ.get("XCF_DATA_DIR") or REPO.parent / "shared" / "data")
+PNEUMONIA = DATA_DIR / "kermany-pneumonia-224"
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,7 @@ from xcf.data import (
 from xcf.errors import ConfigError, DataError, InvalidImageError, UnknownLabelError
 
 REPO = Path(__file__).resolve().parents[1]
-KERMANY = REPO.parent / "shared" / "data" / "kermany-pneumonia-224"
+KERMANY = Path(os.environ.get("XCF_DATA_DIR") or REPO.parent / "shared" / "data") / "kermany-pneumonia-224"
 RNG = np.random.default_rng(0)
 
 

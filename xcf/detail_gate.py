@@ -5,9 +5,9 @@ A latent model that passes the input's detail ``d = x - G_s(x)`` around its bott
 ``clip(G_s(D(z)) + d, 0, 1)`` with ``d`` fixed in ``Latent.aux["detail"]``: an edit of ``z`` can
 change only the blurred image, so a finding's sharp edges (an effusion's meniscus, a nodule's rim, a
 pneumothorax line) stay whatever ``z`` does, and a classifier that reads them does not flip
-(README, Shipped packs, session 12: the seed's method flipped 0.33 of the phantom findings).
+(with the detail fixed, the seed's method flipped about a third of the phantom findings).
 
-``ExplainConfig(detail_gate=True)`` searches, beside ``z``, a gate ``a`` in [0, 1] per pixel
+``method.replace(detail_gate=True)`` searches, beside ``z``, a gate ``a`` in [0, 1] per pixel
 (1 at the start) that scales the detail: ``clip(G_s(D(z)) + a * d, 0, 1)``. The gate can only
 *remove* detail the film has (each pixel's change is at most ``|d|``, the film's own fine
 structure), never draw new detail; the locality loss holds it at 1 outside the region as it holds

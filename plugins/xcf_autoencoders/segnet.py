@@ -2,7 +2,7 @@
 
 Badrinarayanan, Kendall & Cipolla, "SegNet: A Deep Convolutional Encoder-Decoder Architecture for
 Image Segmentation", IEEE TPAMI 2017. Used as an autoencoder (one output channel, sigmoid) by the
-seed method (../seed/METHOD.md): the latent is the bottleneck ``z`` *plus* the five sets of pooling
+seed method (docs: The method): the latent is the bottleneck ``z`` *plus* the five sets of pooling
 indices, which the optimizer keeps fixed.
 """
 

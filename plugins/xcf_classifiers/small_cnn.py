@@ -32,7 +32,7 @@ class SmallCNN(Classifier):
     block is dropped: the same depth, widths and 14x14 CAM layer at 224 px, but the first block
     runs at half resolution. Its two full-resolution convolutions are what a CPU spends most of a
     training step on (memory-bound at 16 channels): a step is about 5.5x cheaper on this
-    project's 2-core CPU (``python benchmarks/train_step_cost.py``; docs/results/cpu-pack-s13.md).
+    project's 2-core CPU (``python benchmarks/train_step_cost.py``; docs/results/train-phantom-pack-cpu.md).
 
     Args:
         labels: Finding names (logit order).

@@ -12,7 +12,7 @@
 # results.tgz, weights.tar with the manifest and the weights the run wrote, log.txt), so a cut-off
 # run still returns what it finished. Usage, from the repo root, with PNEUMONIA the pneumonia data
 # folder (images + labels.csv, e.g. the Kermany pediatric pneumonia set resized to 224 px):
-#   OUT=gpu-out PNEUMONIA=/path/to/kermany-pneumonia-224 bash benchmarks/gpu_session.sh
+#   OUT=gpu-out PNEUMONIA=/path/to/kermany-pneumonia-224 bash benchmarks/gpu_bench.sh
 # On a GPU machine that receives only the repository: stage the files the run reads with
 # `python benchmarks/device_data.py --data /path/to/kermany-pneumonia-224 --limit 1000`, send
 # .devdata (and wheels of packages the machine cannot download: captum, pydantic, pydantic-core,
