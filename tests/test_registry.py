@@ -202,3 +202,21 @@ def test_cli_plugins_lists_installed_third_party(fake_site):
     assert "saliency" in line and "xcf-good-plugin" in line and "all ones" in line
     assert "FAILED plugin 'brokenplugin'" in out.stdout
     assert "gradcam++" in out.stdout
+
+
+def test_every_built_in_plugin_loads_and_registers_its_components():
+    """A built-in plugin that fails to import is skipped with a warning, and every contract test
+    parametrized over the registry would then silently lose its cases: the installed built-ins must
+    all load, and register what they ship."""
+    reg = xreg.Registry(xreg.make_plugin_manager())
+    assert reg.pm.xcf_failed == {}
+    expected = {
+        "saliency": {"gradcam", "gradcam++", "hirescam", "saliency", "smoothgrad",
+                     "integrated-gradients", "occlusion", "saliency-in-gradcam++"},
+        "locality": {"masked-l2", "masked-l1", "soft-mask", "global"},
+        "latent": {"conv-ae", "segnet-ae", "vae", "pixel"},
+        "classifier": {"small-cnn", "mobilenet-v3-small"},
+        "method": {"seed", "early-stop", "fast", "local", "local-in-mask", "latent-shift"},
+    }
+    for kind, names in expected.items():
+        assert names <= set(reg.list(kind)), (kind, names - set(reg.list(kind)))
