@@ -575,3 +575,18 @@ def test_default_rule_script_compares_matched_cases(tmp_path, capsys):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit, match="no 'method' and 'case' columns"):
         rule.main([str(tmp_path / "other.csv"), "--candidate", "new"])
+
+
+def test_a_variant_of_a_registered_method_is_benchmarked_under_its_spec():
+    from xcf.bench.counterfactuals import resolve_methods
+    from xcf.errors import ConfigError
+
+    var, seed = resolve_methods("local-in-mask+stop__probability=0.05+region__levels=[0.5,0.2],seed")
+    m = var.resolved()
+    assert var.name == m.name == "local-in-mask+stop__probability=0.05+region__levels=[0.5,0.2]"
+    assert m.stop.probability == 0.05 and m.stop.off_target == 0.1 and m.region.levels == (0.5, 0.2)
+    assert seed.resolved().name == "seed"
+    with pytest.raises(ConfigError, match="no field 'nope'"):
+        resolve_methods("seed+nope=1")
+    with pytest.raises(ConfigError, match="unknown method 'turbo'"):
+        resolve_methods("turbo+lr=1")

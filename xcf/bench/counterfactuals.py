@@ -166,8 +166,11 @@ def default_methods() -> tuple[str, ...]:
 
 def resolve_methods(spec: str | None, *, all_combinations: bool = False,
                     registry: Any = None) -> list[BenchMethod]:
-    """Methods from a ``--methods`` string (comma-separated names, ``SAL/LOC[/LATENT]`` or
-    ``METHOD@LATENT``, a named method with one of the pack's trained latent models).
+    """Methods from a ``--methods`` string (comma-separated names, ``SAL/LOC[/LATENT]``,
+    ``METHOD@LATENT``, a named method with one of the pack's trained latent models, or
+    ``METHOD+KEY=VALUE...``, a variant of a registered method (:func:`xcf.methods.parse_variant`,
+    e.g. ``local-in-mask+stop__probability=0.05``): the way to measure a setting before it becomes
+    a method).
 
     Args:
         spec: ``None`` for :func:`default_methods`.
@@ -180,11 +183,20 @@ def resolve_methods(spec: str | None, *, all_combinations: bool = False,
     from ..registry import get_registry
 
     reg = registry or get_registry()
-    names = [s.strip() for s in spec.split(",") if s.strip()] if spec else list(default_methods())
+    from .perf import split_variants
+
+    names = split_variants(spec) if spec else list(default_methods())
     out: dict[str, BenchMethod] = {}
     for name in names:
         if name in METHODS:
             out[name] = METHODS[name]
+            continue
+        if "+" in name and "=" in name:  # METHOD+KEY=VALUE...: a variant of a registered method
+            from ..methods import parse_variant
+
+            method, _ = parse_variant(name, reg)
+            out[name] = BenchMethod(name, f"{method.name.split('+')[0]} with "
+                                          f"{name.split('+', 1)[1].replace('+', ', ')}", method)
             continue
         if "@" in name:  # METHOD@LATENT: a named method with one of the pack's trained latent models
             base, _, lat = name.partition("@")

@@ -181,34 +181,20 @@ def variant_config(variant: str, args):
     :class:`xcf.ExplainConfig` fields go to the config, the others to
     :meth:`xcf.methods.Method.replace`). A ``+`` starts an override only where ``KEY=`` follows it,
     so values may hold ``+``: ``local+region__saliency=gradcam+++lr=0.1``."""
-    import re
-
     import xcf
-    from xcf.errors import ConfigError
+    from xcf.methods import parse_variant
 
-    name, *pairs = re.split(r"\+(?=[A-Za-z_]\w*=)", variant)
-    name = {"xcf-default": "seed", "xcf-fast": "fast"}.get(name, name)
-    if name not in xcf.list_methods():
-        raise ConfigError(f"variant {variant!r}: unknown method {name!r}; write METHOD[+KEY=VALUE...] "
-                          f"with METHOD one of {', '.join(xcf.list_methods())}")
-    method = xcf.get_method(name)
-    over: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"variant {variant!r}: override {pair!r} is not KEY=VALUE")
-        try:
-            over[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            over[key] = raw
-    shared = set(xcf.ExplainConfig.model_fields)
-    parts = {k: tuple(v) if isinstance(v, list) else v for k, v in over.items() if k not in shared}
-    if parts:
-        method = method.replace(name=variant, **parts)
+    name = variant.split("+", 1)[0]
+    spec = {"xcf-default": "seed", "xcf-fast": "fast"}.get(name, name) + variant[len(name):]
+    shared = frozenset(xcf.ExplainConfig.model_fields)
+    method, over = parse_variant(spec, keep=shared)
+    if method.name == spec and spec != variant:
+        method = method.replace(name=variant)
+    name = spec.split("+", 1)[0]
     steps = args.steps if name == "seed" else method.steps
     cfg = {"steps": steps, "device": args.device,
            **({} if args.batch_size is None else {"batch_size": args.batch_size}),
-           **{k: v for k, v in over.items() if k in shared}}
+           **over}
     return method, xcf.ExplainConfig.build(**cfg)
 
 

@@ -25,7 +25,7 @@ from .parts import Blend, Execution, LineSearch, Objective, Reference, Region, S
 
 __all__ = ["Method", "LatentShift", "Objective", "Region", "Blend", "StopRule", "Execution",
            "LineSearch", "Reference", "Problem", "Runs", "DEFAULT_METHOD", "list_methods",
-           "get_method", "resolve_method"]
+           "get_method", "resolve_method", "parse_variant"]
 
 #: The method :func:`xcf.explain`, :class:`xcf.Explainer`, ``xcf explain`` and ``xcf demo`` use when
 #: none is named: at least as valid and as local as the seed's method on both packs, measured side
@@ -58,3 +58,49 @@ def resolve_method(method: Method | str | None, registry: Any = None) -> Method:
     if isinstance(method, str):
         return get_method(method, registry)
     raise ConfigError(f"method must be a registered name or an xcf.methods.Method, got {type(method).__name__}")
+
+
+def parse_variant(spec: str, registry: Any = None, *, keep: frozenset[str] = frozenset()) -> tuple[Method, dict[str, Any]]:
+    """A method variant from ``NAME+KEY=VALUE+...``: the registered method ``NAME`` with
+    :meth:`Method.replace` fields (``stop__probability=0.05``, ``region__levels=[0.5,0.2]``),
+    named ``spec``. Values are read as JSON where they parse (lists become tuples), else as strings;
+    a ``+`` starts a field only where ``KEY=`` follows it, so values may hold ``+``.
+
+    Args:
+        spec: The variant.
+        registry: Component registry (default: the installed plugins).
+        keep: Keys that are not method fields (e.g. :class:`xcf.ExplainConfig` fields); they are
+            returned separately.
+
+    Returns:
+        ``(method, other)``: the method and the ``keep`` keys' values.
+
+    Raises:
+        ConfigError: Not ``NAME[+KEY=VALUE...]``, an unknown method or an unknown field.
+    """
+    import json
+    import re
+
+    from ..errors import ConfigError
+
+    name, *pairs = re.split(r"\+(?=[A-Za-z_]\w*=)", spec.strip())
+    names = list_methods(registry)
+    if name not in names:
+        raise ConfigError(f"variant {spec!r}: unknown method {name!r}; write METHOD[+KEY=VALUE...] "
+                          f"with METHOD one of {', '.join(names)}")
+    fields: dict[str, Any] = {}
+    other: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"variant {spec!r}: {pair!r} is not KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        value = tuple(value) if isinstance(value, list) else value
+        (other if key in keep else fields)[key] = value
+    method = get_method(name, registry)
+    if fields:
+        method = method.replace(name=spec.strip(), **fields)
+    return method, other
