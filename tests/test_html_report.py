@@ -279,10 +279,14 @@ window.addEventListener('load', () => {
   const frames = Array.from(document.querySelectorAll('article.case .frame'));
   const out = Array.from(document.querySelectorAll('body *'))
     .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5).length;
-  const p = document.createElement('pre');
-  p.textContent = 'PROBE ' + JSON.stringify({scroll: document.documentElement.scrollWidth,
-    inner: window.innerWidth, out: out,
-    frame: Math.min(...frames.map(f => f.getBoundingClientRect().width))});
+  const m = {scroll: document.documentElement.scrollWidth, inner: window.innerWidth, out: out,
+             frame: Math.min(...frames.map(f => f.getBoundingClientRect().width))};
+  const card = document.querySelector('article.case');
+  card.querySelector('button.flip').click();  // the flip shows the film over the counterfactual
+  m.flip = card.querySelector('.compare').style.getPropertyValue('--wipe');
+  const q = document.getElementById('q'); q.value = card.id; q.dispatchEvent(new Event('input'));
+  m.shown = Array.from(document.querySelectorAll('article.case')).filter(c => c.getClientRects().length).length;
+  const p = document.createElement('pre'); p.textContent = 'PROBE ' + JSON.stringify(m);
   document.body.appendChild(p);
 });
 </script></body>"""
@@ -291,7 +295,7 @@ window.addEventListener('load', () => {
 @pytest.mark.parametrize("width", [1400, 800])
 def test_page_has_no_horizontal_scroll(cards, width):
     """At 1400 and 800 px the page is no wider than the window (nothing sticks out to the right)
-    and each film is shown at least 300 px wide."""
+    and each film is shown at least 300 px wide; the flip button and the filter work."""
     browser = _browser()
     build_report(cards)
     probe = cards / f"_probe_{width}.html"
@@ -306,3 +310,4 @@ def test_page_has_no_horizontal_scroll(cards, width):
     m = json.loads(found.group(1).replace("&quot;", '"'))
     assert m["inner"] == width and m["scroll"] <= width and m["out"] == 0, m
     assert m["frame"] >= 300, m
+    assert m["flip"] == "100%" and m["shown"] == 1, m

@@ -91,7 +91,8 @@ def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", me
                "p_counterfactual": cf.p_counterfactual, "steps": cf.steps, "seconds": cf.seconds,
                **cf.metrics, "figure": str(folder / "figure.png")}
         rows.append(row)
-        log(f"  {case_id}: p {cf.p_input:.3f} -> {cf.p_counterfactual:.3f} ({cf.steps} updates, "
+        log(f"  {case_id}: p {cf.p_input:.3f} -> {cf.p_counterfactual:.3f} ({cf.steps} update"
+            f"{'' if cf.steps == 1 else 's'}, "
             f"{cf.status_text}), change inside the finding {row.get('share_in_gt_l1', float('nan')):.2f}")
     search = sum(cf.seconds for cf in results)  # each film carries its batch's time / batch size
     batches = sorted({int(cf.provenance.get("batch_size", 1) or 1) for cf in results})

@@ -356,7 +356,7 @@ def _run_info(cases: list[dict[str, Any]], meta: dict[str, Any] | None) -> str:
         ("data", str(meta.get("data") or "") + (f" (split {meta['split']})" if meta.get("split") else "")),
         ("explaining", "every positive finding" if meta.get("all_positive") else str(meta.get("target") or "")),
         ("method", str(method or "")),
-        ("models", ", ".join(f"{k} {v}" for k, v in comps.items())),
+        ("models", ", ".join(f"{k} {v}" for k, v in comps.items() if k != "method")),
         ("stops", "" if not cfg else (
             f"once the finding's probability is below {percent(stop)}"
             + (f" and every other finding is within {off * 100:g} points of its start" if off is not None else "")
@@ -455,6 +455,7 @@ _CSS = """
 :root { --fg:#1d2330; --muted:#5d6678; --line:#e2e5ea; --soft:#f6f7f9; --accent:#2458c6;
         --ok:#127a3e; --okbg:#dcf5e5; --bad:#b42318; --badbg:#fde4e1; --region:#ffd600; }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
        margin: 0; background: #fff; }
 .wrap { max-width: 1480px; margin: 0 auto; padding: 0 24px; }
@@ -490,6 +491,7 @@ dl.run dt { color: var(--muted); } dl.run dd { margin: 0; overflow-wrap: anywher
 .tools input[type=search], .tools select { font: inherit; font-size: 14px; padding: 4px 8px;
          border: 1px solid #cfd4dc; border-radius: 6px; max-width: 100%; }
 .tools input[type=search] { width: 240px; }
+.tools #sort { max-width: 280px; }
 .tools label { font-size: 14px; white-space: nowrap; }
 .tools .count { color: var(--muted); margin-left: auto; font-size: 14px; }
 main { padding-bottom: 40px; }
