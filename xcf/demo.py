@@ -148,7 +148,7 @@ def _add_parser(sub) -> None:
 
 
 def _register_cli() -> None:
-    from .cli import COMMANDS
+    from .commands import COMMANDS
 
     COMMANDS["demo"] = _add_parser
 

@@ -710,7 +710,7 @@ def _run_cli(args) -> int:
 
 
 def _register_cli() -> None:
-    from .cli import COMMANDS
+    from .commands import COMMANDS
 
     COMMANDS["report"] = _add_parser
 

@@ -53,7 +53,7 @@ def _add_parser(sub) -> None:
 
 
 def _register_cli() -> None:
-    from ..cli import COMMANDS
+    from ..commands import COMMANDS
 
     COMMANDS["bench"] = _add_parser
 

@@ -354,7 +354,7 @@ def _row_from_report(job: Job, rep: dict[str, Any]) -> dict[str, Any]:
                 p_counterfactual=_num(rep.get("p_counterfactual")),
                 validity=_num(m.get("validity")), target_drop=_num(m.get("target_drop")),
                 share_in_mask_l1=_num(m.get("share_in_mask_l1")), steps=rep.get("steps"),
-                seconds=_num(rep.get("seconds")), status=rep.get("status") or "completed")
+                seconds=_num(rep.get("seconds")), status=rep.get("status") or "ran-all-steps")
 
 
 def _row_from_cf(job: Job, cf: Counterfactual) -> dict[str, Any]:
@@ -727,7 +727,7 @@ def explain_dataset(data: str | os.PathLike, out: str | os.PathLike, *, target: 
 
 
 def _add_parser(sub) -> None:
-    from ..cli import _add_component_options
+    from ..commands import add_component_options as _add_component_options
 
     p = sub.add_parser(
         "explain-dataset", help="explain every image of a dataset (resumable; local or Ray)",
@@ -758,7 +758,7 @@ def _add_parser(sub) -> None:
 
 
 def _run_cli(args) -> int:
-    from ..cli import _config_overrides
+    from ..commands import config_overrides as _config_overrides
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
@@ -786,7 +786,7 @@ def _run_cli(args) -> int:
 
 
 def _register_cli() -> None:
-    from ..cli import COMMANDS
+    from ..commands import COMMANDS
 
     COMMANDS["explain-dataset"] = _add_parser
 

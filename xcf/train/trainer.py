@@ -843,7 +843,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _register_cli() -> None:
-    from ..cli import COMMANDS
+    from ..commands import COMMANDS
 
     COMMANDS["train"] = _add_parser
 
