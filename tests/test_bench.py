@@ -590,3 +590,42 @@ def test_a_variant_of_a_registered_method_is_benchmarked_under_its_spec():
         resolve_methods("seed+nope=1")
     with pytest.raises(ConfigError, match="unknown method 'turbo'"):
         resolve_methods("turbo+lr=1")
+
+
+def test_the_oracle_judges_but_never_takes_part_in_a_search(tiny_pack, tmp_path, monkeypatch):
+    """Every method of the bench (the shipped ones, a variant with views, the baselines) is run on
+    the tiny pack with a hook on the oracle that fails the test if the oracle is called while a
+    search (optimize_latent or latent_shift) is running; the oracle must still be called, after
+    the search, to judge."""
+    import xcf.baselines
+    import xcf.optimize
+    from xcf.bench.counterfactuals import default_methods, phantom_cases, resolve_methods, run
+    from xcf.packs import load_pack
+
+    monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
+    pack = load_pack("phantom")
+    state = {"searching": 0, "judged": 0}
+
+    def hook(module, args):
+        assert state["searching"] == 0, "the oracle was called inside a search"
+        state["judged"] += 1
+
+    pack.oracle.register_forward_pre_hook(hook)
+    for mod, name in ((xcf.optimize, "optimize_latent"), (xcf.baselines, "latent_shift")):
+        original = getattr(mod, name)
+
+        def wrapped(*a, _original=original, **k):
+            state["searching"] += 1
+            try:
+                return _original(*a, **k)
+            finally:
+                state["searching"] -= 1
+
+        monkeypatch.setattr(mod, name, wrapped)
+    spec = ",".join([*default_methods(), 'local-in-mask+objective__views={"n":2}+stop__on_views=true'])
+    methods = resolve_methods(spec)
+    cases = phantom_cases(2, pack.labels, pack.latent.input_size)
+    run(tmp_path / "b", methods, cases, pack=pack, overrides={"steps": 2}, log=lambda s: None)
+    assert state["judged"] >= 2 * len(methods) and state["searching"] == 0
+    rows = _rows(tmp_path / "b" / "rows.csv")
+    assert len(rows) == 2 * len(methods) and all(r["oracle_validity"] in ("0", "1") for r in rows)

@@ -130,3 +130,89 @@ def test_a_method_object_runs_without_registration():
     cf = ex.explain(region_image(), 0)[0]
     assert cf.p_counterfactual < 0.5 and cf.config["method"] == "mine"
     assert torch.isfinite(cf.counterfactual).all()
+
+
+# -- views: the flip must survive small changes that do not change a diagnosis ---------------------
+
+def test_views_are_reproducible_differentiable_and_batch_independent():
+    from xcf.methods import Views
+
+    v = Views(n=3, blur=1.5, shift=2, noise=0.02, seed=1)
+    x = torch.rand(2, 1, 32, 32, requires_grad=True)
+    out = v(x, 7)
+    assert out.shape == (6, 1, 32, 32) and float(out.detach().min()) >= 0 and float(out.detach().max()) <= 1
+    assert torch.equal(out, v(x, 7)) and not torch.equal(out, v(x, 8))
+    alone = v(x[1:], 7)  # view k of film 1 is row k * 2 + 1 of the batch's
+    torch.testing.assert_close(alone, out[1::2], atol=1e-6, rtol=0)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert bool((g.abs().sum(dim=(1, 2, 3)) > 0).all())
+    identity = Views(n=2, blur=0, shift=0, noise=0)
+    assert torch.equal(identity(x, 3), torch.cat([x, x]).clamp(0, 1))
+
+
+def test_objective_with_views_is_zero_where_nothing_changed():
+    from xcf.methods import Objective, Reference, Views
+
+    loc = xcf.create("locality", "masked-l2", threshold=0.5, outside_weight=1e5)
+    x = torch.rand(2, 1, 32, 32)
+    sal = torch.rand(2, 1, 32, 32)
+    ref = Reference.of(torch.tensor([[0.9, 0.3], [0.8, 0.6]]), torch.tensor([0, 1]))
+    obj = Objective(views=Views(n=3))
+    zero = obj(loc, x, x, sal, ref.y.clone(), ref, ref.y.expand(3, 2, 2).clone())
+    assert torch.equal(zero, torch.zeros(2))
+    # a view that keeps the finding is penalized like the film itself: 1 of 4 terms off by 1
+    pv = ref.y.expand(3, 2, 2).clone()
+    pv[0, 0, 0] = 1.0
+    loss = obj(loc, x, x, sal, ref.y.clone(), ref, pv)
+    assert float(loss[0]) == pytest.approx(1e3 * (1.0 / 2) / 4) and float(loss[1]) == 0.0
+
+
+def test_identity_views_give_the_seeds_loss_and_real_views_push_the_region_down():
+    """Views that change nothing average identical terms: the loss and its gradient are the seed's.
+    With real views the gradient still points into the target's region and lowers it."""
+    from xcf.methods import Objective, Reference, Views
+
+    clf, loc = RegionClassifier(), xcf.create("locality", "masked-l2", threshold=0.5, outside_weight=1e5)
+    x0 = region_image(1)
+    sal = BoxSaliency()(clf, x0, torch.tensor([0]))
+    ref = Reference.of(torch.sigmoid(clf(x0)), torch.tensor([0]))
+
+    def loss_grad(obj, step=0, noise=0.01):
+        x = (x0 + noise * torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+        p = obj.probabilities(clf(x))
+        pv = None
+        if obj.views is not None:
+            pv = obj.probabilities(clf(obj.views(x, step))).view(obj.views.n, 1, -1)
+        loss = obj(loc, x, x0, sal, p, ref, pv)
+        return loss, torch.autograd.grad(loss.sum(), x)[0]
+
+    plain, g_plain = loss_grad(Objective())
+    same, g_same = loss_grad(Objective(views=Views(n=3, blur=0, shift=0, noise=0)))
+    torch.testing.assert_close(same, plain)
+    torch.testing.assert_close(g_same, g_plain)
+    # at the start the locality term is flat: the gradient is the classification term's alone
+    _, g = loss_grad(Objective(views=Views(n=4, blur=1.0, shift=1, noise=0.01)), noise=0.0)
+    r0, r1, c0, c1 = clf.regions[0]
+    assert float(g[0, 0, r0:r1, c0:c1].mean()) > 0  # descent lowers the region holding the finding
+    near = g[0, 0, r0 - 4:r1 + 4, c0 - 4:c1 + 4].abs().sum()  # blur and shift spread it a little
+    assert float(near) > 0.98 * float(g.abs().sum())
+
+
+def test_stop_on_views_waits_until_the_flip_survives_them():
+    from xcf.methods import Views
+
+    seed = xcf.get_method("seed")
+    views = Views(n=4, blur=1.5, shift=3, noise=0.05)
+    plain = seed.replace(name="plain", stop__probability=0.5, objective__views=views)
+    robust = plain.replace(name="robust", stop__on_views=True)
+
+    def run(method):
+        ex = xcf.Explainer(classifier=RegionClassifier(), latent=IdentityLatent(), saliency=BoxSaliency(),
+                           method=method, lr=0.01)
+        return ex.explain(region_image(1), 0)[0]
+
+    a, b = run(plain), run(robust)
+    assert a.status == b.status == "stopped-early" and b.steps >= a.steps
+    clf = RegionClassifier()
+    pv = torch.sigmoid(clf(views(b.counterfactual[None], b.steps - 1)))[:, 0]
+    assert bool((pv < 0.5).all())  # the stopping step's views are below the stop too

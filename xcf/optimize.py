@@ -303,7 +303,12 @@ def optimize_latent(
             with autocast:
                 xd = render(aux_active.with_z(za), active)
                 pa = objective.probabilities(classifier(resize_to(xd, classifier.input_size)).float())
-            loss = objective(locality, xd, x0[active], saliency[active], pa, ref_a)
+                pv = None
+                if objective.views is not None and objective.views.n:  # the flip must survive these
+                    xv = objective.views(xd, step)
+                    pv = objective.probabilities(classifier(resize_to(xv, classifier.input_size)).float())
+                    pv = pv.view(objective.views.n, active.numel(), -1)
+            loss = objective(locality, xd, x0[active], saliency[active], pa, ref_a, pv)
             (grad,) = torch.autograd.grad(loss.sum(), za)
             ld = loss.detach()
             finite = torch.isfinite(ld) & torch.isfinite(grad).flatten(1).all(dim=1)
@@ -314,6 +319,9 @@ def optimize_latent(
             newly_bad = ~finite & ~was_done
             pa_d = pa.detach()
             cand = stop.reached(pa_d, ref_a) & finite
+            if stop.on_views and pv is not None:
+                for v in range(pv.shape[0]):
+                    cand &= stop.reached(pv[v].detach(), ref_a)
             if confirm and bool(cand.any()):  # confirm in float32, on the returned image (bf16
                 ci = torch.nonzero(cand).flatten()  # rounding can put a film at p 0.5001 "below" 0.5)
                 with torch.no_grad():

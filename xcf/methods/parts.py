@@ -25,7 +25,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..filters import gaussian_blur
 
-__all__ = ["Objective", "Region", "Blend", "StopRule", "Execution", "LineSearch", "Reference",
+__all__ = ["Objective", "Views", "Region", "Blend", "StopRule", "Execution", "LineSearch", "Reference",
            "feather_mask", "blend_base", "stable_sigmoid"]
 
 
@@ -77,6 +77,56 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class Views:
+    """Small changes that do not change a film's diagnosis, under which a counterfactual must stay
+    valid (expectation over transformations, Athalye et al., ICML 2018): a texture that flips only
+    this classifier at this exact pixel grid does not survive them, a finding taken away does.
+
+    Each step draws ``n`` views of every counterfactual: a Gaussian blur of sigma uniform in
+    ``[0, blur]`` pixels, a shift of up to ``shift`` pixels in each direction (edges replicated), and
+    additive Gaussian noise of standard deviation ``noise``, clamped to [0, 1]. The draws depend on
+    the step only (one generator seeded by ``seed`` and the step; the same view for every film of
+    the batch), so a search is reproducible and a film's result does not depend on its batch.
+
+    Attributes:
+        n: Views per step (0: none).
+        blur: Largest blur sigma, pixels.
+        shift: Largest shift, pixels.
+        noise: Noise standard deviation (images in [0, 1]).
+        seed: Seed of the draws.
+    """
+
+    n: int = 4
+    blur: float = 1.5
+    shift: int = 3
+    noise: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 0 or self.blur < 0 or self.shift < 0 or self.noise < 0:
+            raise ConfigError("views: n, blur, shift and noise must be >= 0")
+
+    def __call__(self, x: Tensor, step: int) -> Tensor:
+        """``(n * B, 1, H, W)``: the ``n`` views of the images ``x`` ``(B, 1, H, W)`` at ``step``,
+        view-major (rows ``v * B .. v * B + B - 1`` are view ``v``). Differentiable in ``x``."""
+        B, _, H, W = x.shape
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        sig = torch.rand(self.n, generator=g) * self.blur
+        sh = torch.randint(-self.shift, self.shift + 1, (self.n, 2), generator=g)
+        noise = torch.randn(self.n, 1, 1, H, W, generator=g) * self.noise
+        out = []
+        r = self.shift
+        for v in range(self.n):
+            xv = gaussian_blur(x, float(sig[v]), padding="replicate") if sig[v] > 0.05 else x
+            if r:
+                dy, dx = int(sh[v, 0]), int(sh[v, 1])
+                xv = torch.nn.functional.pad(xv, (r, r, r, r), mode="replicate")
+                xv = xv[..., r + dy:r + dy + H, r + dx:r + dx + W]
+            out.append((xv + noise[v].to(x.device, x.dtype)).clamp(0, 1))
+        return torch.cat(out)
+
+
+@dataclass(frozen=True)
 class Objective:
     """The seed's loss ("Local Counterfactuals for Chest X-Ray Images using Saliency Map Guidance",
     github.com/florianjuengermann/local-counterfactuals;
@@ -97,28 +147,38 @@ class Objective:
             the classifier is certain of (logit above about 17, where float32 rounds ``p`` to
             exactly 1 and the seed's gradient is exactly 0) still moves; elsewhere the seed's loss
             up to float rounding.
+        views: With :class:`Views`, the classification term is the mean over the counterfactual and
+            its views (the flip must survive them); ``None``: the counterfactual alone (the seed's).
     """
 
     mask_threshold: float = 0.5
     outside_weight: float = 1e5
     classification_weight: float = 1e3
     stable: bool = False
+    views: Views | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.mask_threshold <= 1:
             raise ConfigError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
         if self.outside_weight < 0 or self.classification_weight < 0:
             raise ConfigError("outside_weight and classification_weight must be >= 0")
+        if isinstance(self.views, dict):  # e.g. objective__views={"n": 4} from a variant spec
+            object.__setattr__(self, "views", Views(**self.views))
+        if self.views is not None and not isinstance(self.views, Views):
+            raise ConfigError(f"views must be an xcf.methods.Views, a dict of its fields or None, got {self.views!r}")
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """``(B, K)`` probabilities from logits, with the stable gradient when asked for."""
         return stable_sigmoid(logits) if self.stable else torch.sigmoid(logits)
 
     def __call__(self, locality, x_cf: Tensor, x_ref: Tensor, saliency: Tensor, probs: Tensor,
-                 ref: Reference) -> Tensor:
+                 ref: Reference, view_probs: Tensor | None = None) -> Tensor:
         """Per-film loss ``(B,)`` of counterfactuals ``x_cf`` ``(B, 1, S, S)`` with probabilities
-        ``probs`` ``(B, K)``, against the start ``x_ref`` and the saliency maps ``(B, 1, S, S)``."""
+        ``probs`` ``(B, K)``, against the start ``x_ref`` and the saliency maps ``(B, 1, S, S)``;
+        ``view_probs`` ``(V, B, K)``: the probabilities of the views, averaged in with ``probs``."""
         loss_cls = ((probs - ref.y) ** 2).mean(dim=1)
+        if view_probs is not None and view_probs.numel():
+            loss_cls = (loss_cls + ((view_probs - ref.y) ** 2).mean(dim=2).sum(0)) / (1 + view_probs.shape[0])
         return locality(x_cf, x_ref, saliency).float() + self.classification_weight * loss_cls
 
 
@@ -256,10 +316,13 @@ class StopRule:
         off_target: With ``probability``: stop only once every other finding's probability is also
             within this of its reference (the start's); ``None``: the target alone decides. A film
             that never gets there runs all its steps and is judged valid on its target as usual.
+        on_views: With an objective that has :class:`Views`: stop only once every view meets the
+            rule too (the flip survives them).
     """
 
     probability: float | None = None
     off_target: float | None = None
+    on_views: bool = False
 
     def __post_init__(self) -> None:
         for name in ("probability", "off_target"):
