@@ -586,6 +586,11 @@ def test_a_variant_of_a_registered_method_is_benchmarked_under_its_spec():
     assert var.name == m.name == "local-in-mask+stop__probability=0.05+region__levels=[0.5,0.2]"
     assert m.stop.probability == 0.05 and m.stop.off_target == 0.1 and m.region.levels == (0.5, 0.2)
     assert seed.resolved().name == "seed"
+    views, _ = resolve_methods('local-in-mask+objective__views={"n":2,"blur":1.0}+stop__on_views=true,seed')
+    assert views.resolved().objective.views.n == 2 and views.resolved().objective.views.blur == 1.0
+    assert views.resolved().stop.on_views is True
+    with pytest.raises(ConfigError, match="on_views must be true or false"):
+        resolve_methods("seed+stop__on_views=True")
     with pytest.raises(ConfigError, match="no field 'nope'"):
         resolve_methods("seed+nope=1")
     with pytest.raises(ConfigError, match="unknown method 'turbo'"):

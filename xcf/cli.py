@@ -65,8 +65,11 @@ class ProgressBar:
 @command("explain")
 def _explain_parser(sub) -> None:
     p = sub.add_parser("explain", help="explain a finding in one or more images",
-                       description="Write a local counterfactual (figure.png, counterfactual.png, "
-                                   "difference.png, report.json) for each image.")
+                       description="Write a local counterfactual for each image: figure.png, "
+                                   "input.png, counterfactual.png, difference.png, overlay-change.png, "
+                                   "overlay-region.png and report.json. A progress bar on stderr shows "
+                                   "the region level, the step and the median p of the films still "
+                                   "searching.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or DICOM file(s)")
     p.add_argument("--target", required=True, help="finding to remove (label name or index)")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per image when several)")

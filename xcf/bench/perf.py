@@ -230,7 +230,7 @@ def split_variants(spec: str) -> list[str]:
     ``"seed-loop,fast+region__levels=[0.35,0.2]"`` is two variants."""
     out, depth, cur = [], 0, ""
     for ch in spec:
-        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(ch, 0)
+        depth += {"[": 1, "(": 1, "{": 1, "]": -1, ")": -1, "}": -1}.get(ch, 0)
         if ch == "," and depth == 0:
             out.append(cur)
             cur = ""

@@ -1,11 +1,11 @@
 """Explaining whole datasets: ``xcf explain-dataset`` and :func:`explain_dataset`.
 
-A run reads a dataset (a ``labels.csv`` folder such as ``shared/data/kermany-pneumonia-224``, a
+A run reads a dataset (a folder with a ``labels.csv``, e.g. the Kermany pneumonia films at 224 px, a
 CheXpert ``valid.csv``/``train.csv``, or a plain folder of images), makes one *job* per image (or,
 with ``all_positive``, one per positive finding per image), and writes::
 
     OUT/
-      cases/<id>/figure.png counterfactual.png difference.png report.json thumb.png [optimization.gif]
+      cases/<id>/  the files of Counterfactual.save (xcf.result.REPORT_FILES), thumb.png [optimization.gif]
       results.csv      one row per job: id, path, target, p_input, p_reconstruction, p_counterfactual,
                        validity, target_drop, share_in_mask_l1, steps, seconds, status, error, label
       run.json         what was run (data, engine, config, config hash, timings; ``history``: one

@@ -325,6 +325,8 @@ class StopRule:
     on_views: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.on_views, bool):
+            raise ConfigError(f"stop on_views must be true or false, got {self.on_views!r}")
         for name in ("probability", "off_target"):
             v = getattr(self, name)
             if v is not None and not 0 < v <= 1:
