@@ -197,3 +197,20 @@ def test_pixel_model_has_no_parameters_and_moves_devices():
     lat = xcf.create("latent", "pixel")
     assert not list(lat.parameters()) and lat.input_size == 224
     assert isinstance(lat.to("cpu"), nn.Module)
+
+
+def test_smooth_latent_starts_at_the_image_and_only_draws_smooth_changes():
+    lat = xcf.create("latent", "smooth", input_size=32, grid=4)
+    assert isinstance(lat, xcf.LatentModel) and not list(lat.parameters())
+    x = torch.rand(2, 1, 32, 32)
+    z = lat.encode(x)
+    assert z.z.shape == (2, 1, 4, 4) and torch.equal(lat.decode(z), x)  # no reconstruction error
+    assert torch.equal(lat.decode(z.select([1])), x[1:])
+    zz = torch.zeros(1, 1, 4, 4)
+    zz[0, 0, 1, 1] = -0.3  # one cell darker: a smooth dip, no pixel-fine texture
+    out = lat.decode(xcf.Latent(zz, {"image": torch.full((1, 1, 32, 32), 0.5)}))
+    d = out - 0.5
+    assert float(d.min()) < -0.2 and float(d.max()) <= 0.05
+    assert float((d[..., 1:, :] - d[..., :-1, :]).abs().max()) < 0.06  # neighbours differ little
+    with pytest.raises(xcf.errors.ComponentError, match="grid"):
+        xcf.create("latent", "smooth", input_size=32, grid=64)

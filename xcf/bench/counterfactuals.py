@@ -191,7 +191,7 @@ def resolve_methods(spec: str | None, *, all_combinations: bool = False,
         if name in METHODS:
             out[name] = METHODS[name]
             continue
-        if "+" in name and "=" in name:  # METHOD+KEY=VALUE...: a variant of a registered method
+        if "+" in name and "=" in name and "@" not in name:  # METHOD+KEY=VALUE...: a variant
             from ..methods import parse_variant
 
             method, _ = parse_variant(name, reg)
@@ -200,6 +200,12 @@ def resolve_methods(spec: str | None, *, all_combinations: bool = False,
             continue
         if "@" in name:  # METHOD@LATENT: a named method with one of the pack's trained latent models
             base, _, lat = name.partition("@")
+            if "+" in base and "=" in base and lat:  # a variant with another latent model
+                from ..methods import parse_variant
+
+                method, _ = parse_variant(base, reg)
+                out[name] = BenchMethod(name, f"{base}, with the latent model {lat}", method, latent=lat)
+                continue
             if base not in METHODS or not lat:
                 raise ConfigError(f"method {name!r}: write METHOD@LATENT with METHOD one of "
                                   f"{', '.join(METHODS)} and LATENT a latent model of the pack "
@@ -498,11 +504,14 @@ def _explainer(method: BenchMethod, pack: Any, size: int, overrides: dict[str, A
     from ..explainer import Explainer
     from ..registry import create
 
+    from ..registry import get_registry
+
     # None (the pack's default) and the pack's trained latent models go to the Explainer by name,
     # which loads them from the pack; anything else is a registered architecture built at `size`
+    # (METHOD@LATENT: one of the pack's, or a registered latent model without weights, e.g. smooth)
     latent = method.latent
     if latent and latent not in pack.latent_names:
-        if "@" in method.name:
+        if "@" in method.name and latent not in get_registry().list("latent"):
             raise ConfigError(f"method {method.name!r}: pack '{pack.name}' has no latent model "
                               f"'{latent}'; its latent models: {', '.join(pack.latent_names)}")
         latent = create("latent", latent, input_size=size)

@@ -138,6 +138,9 @@ class Method:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ConfigError("a method needs a name")
+        for key in ("steps", "lr"):
+            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), (int, float)):
+                raise ConfigError(f"method {self.name!r}: {key} must be a number, got {getattr(self, key)!r}")
         if not 0 <= int(self.steps) <= 100_000:
             raise ConfigError(f"steps must be in 0..100000, got {self.steps}")
         if not self.lr > 0:
