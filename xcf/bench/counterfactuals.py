@@ -502,9 +502,7 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
 def _explainer(method: BenchMethod, pack: Any, size: int, overrides: dict[str, Any]):
     from ..config import ExplainConfig
     from ..explainer import Explainer
-    from ..registry import create
-
-    from ..registry import get_registry
+    from ..registry import create, get_registry
 
     # None (the pack's default) and the pack's trained latent models go to the Explainer by name,
     # which loads them from the pack; anything else is a registered architecture built at `size`
