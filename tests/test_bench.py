@@ -546,30 +546,40 @@ def test_rows_script_means_without_a_finding(rows_script, tmp_path, capsys):
 
 def test_default_rule_script_compares_matched_cases(tmp_path, capsys):
     """benchmarks/default_rule.py: means over the cases both methods ran; fails on any worse rule
-    measure; a measure absent from the rows (no ground truth) is left out."""
+    measure (validity, locality, the oracle's agreement on the findings it sees on the input,
+    removal); a measure absent from the rows (no ground truth) is left out."""
     rule = _load_script("default_rule.py")
     cols = ["method", "case", "validity", "share_in_gt_l1", "share_in_gt_dilated_l1",
-            "share_in_ref_mask_l1", "oracle_validity", "removal", "steps"]
-    rows = [["seed", "a", 1, 0.2, 0.4, 0.9, 1, 0.2, 200], ["seed", "b", 0, 0.1, 0.3, 0.8, 0, 0.1, 200],
-            ["seed", "c", 1, 0.0, 0.0, 0.0, 0, 0.0, 200],  # only the seed ran c: not compared
-            ["new", "a", 1, 0.6, 0.9, 1.0, 1, 0.0, 5], ["new", "b", 1, 0.5, 0.8, 0.9, 0, 0.0, 9]]
+            "share_in_ref_mask_l1", "oracle_p_input", "oracle_validity", "removal", "steps"]
+    rows = [["seed", "a", 1, 0.2, 0.4, 0.9, 0.9, 1, 0.2, 200], ["seed", "b", 0, 0.1, 0.3, 0.8, 0.9, 0, 0.1, 200],
+            ["seed", "c", 1, 0.0, 0.0, 0.0, 0.9, 0, 0.0, 200],  # only the seed ran c: not compared
+            ["new", "a", 1, 0.6, 0.9, 1.0, 0.9, 1, 0.3, 5], ["new", "b", 1, 0.5, 0.8, 0.9, 0.9, 0, 0.2, 9],
+            ["seed", "d", 1, 0.2, 0.4, 0.9, 0.1, 1, 0.2, 200],  # the oracle does not see d's finding:
+            ["new", "d", 1, 0.2, 0.4, 0.9, 0.1, 0, 0.2, 200]]   # its agreement does not count
     good = tmp_path / "good.csv"
     good.write_text("\n".join(",".join(map(str, r)) for r in [cols] + rows) + "\n")
-    assert rule.main([f"{good}:phantom", "--candidate", "new"]) == 0
+    assert rule.main([f"{good}:phantom", "--reference", "seed", "--candidate", "new"]) == 0
     out = capsys.readouterr().out
-    assert "phantom: 2 cases run by both" in out and "| findings flipped | 0.500 | 1.000 | at least as good |" in out
+    assert "phantom: 3 cases run by both" in out and "| findings flipped | 0.667 | 1.000 | at least as good |" in out
+    assert "| the independent oracle agrees (findings it sees on the input) | 0.500 | 0.500 | at least as good |" in out
     assert "new meets the rule" in out
+    rows[3][7] = 0  # the oracle no longer agrees with the candidate on a
+    worse = tmp_path / "worse.csv"
+    worse.write_text("\n".join(",".join(map(str, r)) for r in [cols] + rows) + "\n")
+    assert rule.main([str(worse), "--reference", "seed", "--candidate", "new"]) == 1
+    assert "(findings it sees on the input) | 0.500 | 0.000 | **worse** |" in capsys.readouterr().out
+    rows[3][7] = 1
     rows[3][5] = 0.7  # the candidate's share in the seed's mask falls below the seed's
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(",".join(map(str, r)) for r in [cols] + rows) + "\n")
-    assert rule.main([str(bad), "--candidate", "new"]) == 1
-    assert "| share of the change in the seed's Grad-CAM++ mask | 0.850 | 0.800 | **worse** |" in capsys.readouterr().out
+    assert rule.main([str(bad), "--reference", "seed", "--candidate", "new"]) == 1
+    assert "| share of the change in the seed's Grad-CAM++ mask | 0.867 | 0.833 | **worse** |" in capsys.readouterr().out
     nogt = tmp_path / "nogt.csv"
     nogt.write_text("method,case,validity,share_in_gt_l1,share_in_ref_mask_l1\nseed,a,1,,0.8\nnew,a,1,,0.9\n")
-    assert rule.main([str(nogt), "--candidate", "new"]) == 0
+    assert rule.main([str(nogt), "--reference", "seed", "--candidate", "new"]) == 0
     assert "inside the true finding" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no case has rows of both"):
-        rule.main([str(nogt), "--candidate", "other"])
+        rule.main([str(nogt), "--candidate", "other"])  # the reference: the default, local-in-mask
     with pytest.raises(SystemExit, match="cannot read rows"):
         rule.main([str(tmp_path / "missing.csv"), "--candidate", "new"])
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
