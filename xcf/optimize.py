@@ -280,6 +280,9 @@ def optimize_latent(
         else:
             z0, x0, p0 = initial
         ref = Reference.of(p0, targets)
+        if objective.one_sign:  # which way of brightness takes the finding away, per film
+            region = blend[0] > 0 if blend is not None else saliency > objective.mask_threshold
+            ref = Reference(ref.y, ref.targets, objective.sign(checker, x0, targets, region))
 
         z = (z0.z if z_start is None else z_start).detach().clone()
         adam = _Adam(z)

@@ -59,10 +59,13 @@ def stable_sigmoid(logits: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class Reference:
     """What the classification term pulls toward: ``y`` ``(B, K)``, the start's probabilities with
-    each film's target set to 0, and ``targets`` ``(B,)``."""
+    each film's target set to 0, and ``targets`` ``(B,)``; ``sign`` ``(B,)``, with
+    :attr:`Objective.one_sign`, the direction of brightness (+1 or -1) that raises each film's
+    target at the start (``None`` otherwise)."""
 
     y: Tensor
     targets: Tensor
+    sign: Tensor | None = None
 
     @classmethod
     def of(cls, p_start: Tensor, targets: Tensor) -> Reference:
@@ -73,7 +76,7 @@ class Reference:
 
     def select(self, idx: Tensor) -> Reference:
         """The rows ``idx`` of the batch."""
-        return Reference(self.y[idx], self.targets[idx])
+        return Reference(self.y[idx], self.targets[idx], None if self.sign is None else self.sign[idx])
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,14 @@ class Objective:
             up to float rounding.
         views: With :class:`Views`, the classification term is the mean over the counterfactual and
             its views (the flip must survive them); ``None``: the counterfactual alone (the seed's).
+        one_sign: Weight of a term that keeps the change one-signed: a finding that makes the film
+            brighter where it is (an opacity: consolidation, effusion, a nodule, a large heart) is
+            taken away by darkening, one that makes it darker (a lucency: pneumothorax) by
+            brightening. The direction is read per film from the classifier's gradient at the start
+            (the sign of the target probability's gradient summed over the region,
+            :attr:`Reference.sign`), and change the other way is penalized,
+            ``one_sign * mean(relu(sign * (x_cf - x_ref))^2)``, so the search cannot flip the
+            classifier with a pattern of bright and dark spots. 0: off (the seed's).
     """
 
     mask_threshold: float = 0.5
@@ -156,12 +167,13 @@ class Objective:
     classification_weight: float = 1e3
     stable: bool = False
     views: Views | None = None
+    one_sign: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.mask_threshold <= 1:
             raise ConfigError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
-        if self.outside_weight < 0 or self.classification_weight < 0:
-            raise ConfigError("outside_weight and classification_weight must be >= 0")
+        if self.outside_weight < 0 or self.classification_weight < 0 or self.one_sign < 0:
+            raise ConfigError("outside_weight, classification_weight and one_sign must be >= 0")
         if isinstance(self.views, dict):  # e.g. objective__views={"n": 4} from a variant spec
             object.__setattr__(self, "views", Views(**self.views))
         if self.views is not None and not isinstance(self.views, Views):
@@ -179,7 +191,24 @@ class Objective:
         loss_cls = ((probs - ref.y) ** 2).mean(dim=1)
         if view_probs is not None and view_probs.numel():
             loss_cls = (loss_cls + ((view_probs - ref.y) ** 2).mean(dim=2).sum(0)) / (1 + view_probs.shape[0])
-        return locality(x_cf, x_ref, saliency).float() + self.classification_weight * loss_cls
+        loss = locality(x_cf, x_ref, saliency).float() + self.classification_weight * loss_cls
+        if self.one_sign and ref.sign is not None:
+            wrong = torch.relu(ref.sign.view(-1, 1, 1, 1) * (x_cf - x_ref))
+            loss = loss + self.one_sign * (wrong ** 2).flatten(1).mean(dim=1)
+        return loss
+
+    def sign(self, classifier, x_start: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+        """``(B,)`` +1 where brightening the region raises the target's probability at the start
+        ``x_start`` ``(B, 1, S, S)`` (the sum of the gradient over ``mask``), else -1."""
+        from ..optimize import resize_to
+
+        with torch.enable_grad():
+            x = x_start.detach().clone().requires_grad_(True)
+            p = torch.sigmoid(classifier(resize_to(x, classifier.input_size)).float())
+            p_t = p[torch.arange(x.shape[0], device=x.device), targets]
+            (g,) = torch.autograd.grad(p_t.sum(), x)
+        total = (g * mask.float()).flatten(1).sum(dim=1)
+        return torch.where(total >= 0, 1.0, -1.0).to(x_start.dtype)
 
 
 # --------------------------------------------------------------------------------------------
