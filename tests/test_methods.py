@@ -216,3 +216,28 @@ def test_stop_on_views_waits_until_the_flip_survives_them():
     clf = RegionClassifier()
     pv = torch.sigmoid(clf(views(b.counterfactual[None], b.steps - 1)))[:, 0]
     assert bool((pv < 0.5).all())  # the stopping step's views are below the stop too
+
+
+def test_one_sign_reads_the_findings_direction_and_penalizes_only_the_other_way():
+    from xcf.methods import Objective, Reference
+
+    clf, loc = RegionClassifier(), xcf.create("locality", "masked-l2", threshold=0.5, outside_weight=1e5)
+    x0 = torch.cat([region_image(1), 1 - region_image(1)])  # a bright finding; a dark one
+    region = torch.zeros_like(x0, dtype=torch.bool)
+    region[..., 8:16, 8:16] = True
+    obj = Objective(one_sign=100.0)
+    sign = obj.sign(clf, x0, torch.tensor([0, 0]), region)
+    assert sign.tolist() == [1.0, 1.0]  # brightening region 0 raises finding0 on both films
+    clf_dark = RegionClassifier(gain=-20.0)  # a lucency: darkening raises it
+    assert obj.sign(clf_dark, x0, torch.tensor([0, 0]), region).tolist() == [-1.0, -1.0]
+    ref = Reference(torch.zeros(2, 2), torch.tensor([0, 0]), torch.tensor([1.0, -1.0]))
+    sal = torch.zeros_like(x0)
+    sal[region] = 1.0
+    p = torch.zeros(2, 2)
+    assert torch.equal(obj(loc, x0, x0, sal, p, ref), torch.zeros(2))  # nothing changed: zero
+    darker = x0 - 0.1 * region.float()
+    loss = obj(loc, darker, x0, sal, p, ref)
+    locality = loc(darker, x0, sal)
+    # film 0 (sign +1) may darken freely; film 1 (sign -1) pays for the darkening
+    assert float(loss[0]) == pytest.approx(float(locality[0]))
+    assert float(loss[1]) == pytest.approx(float(locality[1]) + 100 * 0.01 * 64 / 1024, rel=1e-5)
