@@ -53,6 +53,7 @@ class Table:
         omit: Columns not shown for this table, with the reason in ``omit_note``.
         omit_note: One sentence on why ``omit`` is left out.
         plot: File name of the plot in the results folder.
+        readme: The methods of this table README's table shows (``None``: :data:`README_METHODS`).
     """
 
     rows: str
@@ -66,6 +67,7 @@ class Table:
     plot: str
     omit: tuple[str, ...] = ()
     omit_note: str = ""
+    readme: tuple[str, ...] | None = None
 
 
 PNEUMONIA_DATA = ("`$PNEUMONIA`: the folder of the Kermany et al. pediatric pneumonia films at 224 px "
@@ -125,6 +127,50 @@ cp M/rows.csv docs/results/pneumonia-matrix-rows.csv""",
         omit=("off_target_max",),
         omit_note="The pneumonia classifier has one finding, so no other finding's probability can move.",
     ),
+    Table(
+        rows="phantom-40-faithful-rows.csv",
+        pack="phantom",
+        title="Phantoms, faithfulness: 40 test phantoms, every method side by side in one run",
+        about=("The first 40 test phantoms (8 of each finding), every method on the same films in one "
+               "run: the seed's method, the default, `fast`, the Latent Shift baseline, `local-robust` "
+               "(the default with a flip that must survive small blurs, shifts and noise), and two "
+               "variants stopped deeper (`+stop__probability=0.05`). The oracle never takes part in a "
+               "search (`tests/test_bench.py`); it judges after. One thread per run, two or three runs "
+               "sharing the 2-core CPU."),
+        oracle=("`phantom-mobilenet-oracle`, a mobilenet-v3-small trained independently of the classifier "
+                "(other phantoms, another seed); test ROC AUC 0.998 / 0.992 / 0.948 / 0.505 / 0.999 on "
+                "Cardiomegaly / Pleural Effusion / Consolidation / Nodule / Pneumothorax: it sees every "
+                "finding but Nodule."),
+        oracle_blind=("Nodule",),
+        locality="share_in_gt_dilated_l1",
+        commands="""\
+xcf bench counterfactuals --n 40 --threads 1 --out P \\
+    --methods "fast,latent-shift,local-in-mask,local-in-mask+stop__probability=0.05,fast+stop__probability=0.05,seed,local-robust"
+cp P/rows.csv docs/results/phantom-40-faithful-rows.csv""",
+        plot="phantom-40-faithful-validity-vs-locality.png",
+        readme=("local-robust", "latent-shift"),
+    ),
+    Table(
+        rows="pneumonia-12-faithful-rows.csv",
+        pack="pneumonia",
+        title="Pneumonia, faithfulness: 12 test films, every method side by side in one run",
+        about=("The first 12 test films labelled pneumonia, in the data set's order, every method on the "
+               "same films in one run. No ground truth: locality is the share of the change in the "
+               "seed's region. One thread per run, two or three runs sharing the 2-core CPU. "
+               + PNEUMONIA_DATA),
+        oracle=("`pneumonia-mobilenet-oracle`, a mobilenet-v3-small trained independently of the "
+                "classifier (1,000 training films, 20 epochs); test ROC AUC 0.959: it sees pneumonia."),
+        oracle_blind=(),
+        locality="share_in_ref_mask_l1",
+        commands="""\
+xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --n 12 \\
+    --threads 1 --methods fast,latent-shift,local-in-mask,local-robust,seed --out Q
+cp Q/rows.csv docs/results/pneumonia-12-faithful-rows.csv""",
+        plot="pneumonia-12-faithful-validity-vs-locality.png",
+        omit=("off_target_max",),
+        omit_note="The pneumonia classifier has one finding, so no other finding's probability can move.",
+        readme=("local-robust", "latent-shift"),
+    ),
 )
 
 
@@ -162,6 +208,13 @@ METHODS: dict[str, str] = {
              "stops at p(target) < 0.5."),
     "local": ("like `fast` but its regions come from the input gradient (> 0.5, 0.35, 0.2, 0.1, "
               "falling back to Grad-CAM++ regions), up to 200 steps each."),
+    "local-robust": ("`local-in-mask` whose classification term is averaged over 4 views of the "
+                     "counterfactual per step (blur up to 1.5 px, shift up to 3 px, noise 0.02) and "
+                     "whose films stop only once every view is below 0.5 too."),
+    "latent-shift": ("the Latent Shift baseline (Cohen et al., MIDL 2021): one gradient of p(target) "
+                     "in the latent, a line search along it, no region."),
+    "local-in-mask+stop__probability=0.05": "the default, stopped at p(target) < 0.05 instead of 0.5.",
+    "fast+stop__probability=0.05": "`fast`, stopped at p(target) < 0.05 instead of 0.5.",
 }
 DEFAULT_METHOD = "local-in-mask"
 README_METHODS = ("local-in-mask", "seed", "fast", "local")
@@ -353,8 +406,12 @@ def readme_table(results: Sequence[tuple[Table, list[dict[str, Any]]]]) -> str:
     """README's compact table: per method of :data:`README_METHODS` and pack, the headline means."""
     lines = ["| method | pack | films | valid | oracle agrees | within 8 px of the finding | removal | s / film |",
              "|---|---|---|---|---|---|---|---|"]
-    for m in README_METHODS:
+    order = list(README_METHODS) + [m for t, _ in results for m in (t.readme or ())
+                                    if m not in README_METHODS]
+    for m in dict.fromkeys(order):
         for table, summ in results:
+            if m not in (table.readme if table.readme is not None else README_METHODS):
+                continue
             r = next((s for s in summ if s["method"] == m), None)
             if r is None:
                 continue
@@ -476,7 +533,7 @@ def draw(data: Mapping[str, Any], path: Path) -> None:
     ax.legend(handles=keys, loc="best", fontsize=8, frameon=False)
     fig.subplots_adjust(left=0.1, right=0.74, bottom=0.12, top=0.92)
     _labels(fig, ax, pts)
-    fig.savefig(path, metadata={"Software": None, DIGEST_KEY: digest(data)})
+    fig.savefig(path, bbox_inches="tight", metadata={"Software": None, DIGEST_KEY: digest(data)})
 
 
 def _color(method: str) -> str:
