@@ -73,6 +73,13 @@ class Table:
 PNEUMONIA_DATA = ("`$PNEUMONIA`: the folder of the Kermany et al. pediatric pneumonia films at 224 px "
                   "(the Makefile's `PNEUMONIA`).")
 
+ORACLE_PHANTOM = ("`phantom-mobilenet-oracle`, a mobilenet-v3-small trained independently of the classifier "
+                  "(other phantoms, another seed); test ROC AUC 0.998 / 0.992 / 0.948 / 0.505 / 0.999 on "
+                  "Cardiomegaly / Pleural Effusion / Consolidation / Nodule / Pneumothorax: it sees every "
+                  "finding but Nodule.")
+ORACLE_PNEUMONIA = ("`pneumonia-mobilenet-oracle`, a mobilenet-v3-small trained independently of the "
+                    "classifier (1,000 training films, 20 epochs); test ROC AUC 0.959: it sees pneumonia.")
+
 TABLES: tuple[Table, ...] = (
     Table(
         rows="phantom-matrix-rows.csv",
@@ -83,10 +90,7 @@ TABLES: tuple[Table, ...] = (
                "Pack `phantom`, trained on a 2-core CPU (`train-phantom-pack-cpu.md`). One thread per "
                "run, two or three runs sharing the 2-core CPU, so the seconds are about twice an idle "
                "CPU's."),
-        oracle=("`phantom-mobilenet-oracle`, a mobilenet-v3-small trained independently of the classifier "
-                "(other phantoms, another seed); test ROC AUC 0.998 / 0.992 / 0.948 / 0.505 / 0.999 on "
-                "Cardiomegaly / Pleural Effusion / Consolidation / Nodule / Pneumothorax: it sees every "
-                "finding but Nodule."),
+        oracle=ORACLE_PHANTOM,
         oracle_blind=("Nodule",),
         locality="share_in_gt_dilated_l1",
         commands="""\
@@ -112,8 +116,7 @@ cp M/rows.csv docs/results/phantom-matrix-rows.csv""",
                "region. Pack `pneumonia`, trained on a 2-core CPU (`train-pneumonia-pack-cpu.md`). One "
                "thread per run, two or three runs sharing the 2-core CPU; `perf-pneumonia-cpu.md` has "
                "a speed run alone on the CPU. " + PNEUMONIA_DATA),
-        oracle=("`pneumonia-mobilenet-oracle`, a mobilenet-v3-small trained independently of the "
-                "classifier (1,000 training films, 20 epochs); test ROC AUC 0.959: it sees pneumonia."),
+        oracle=ORACLE_PNEUMONIA,
         oracle_blind=(),
         locality="share_in_ref_mask_l1",
         commands="""\
@@ -137,10 +140,7 @@ cp M/rows.csv docs/results/pneumonia-matrix-rows.csv""",
                "variants stopped deeper (`+stop__probability=0.05`). The oracle never takes part in a "
                "search (`tests/test_bench.py`); it judges after. One thread per run, two or three runs "
                "sharing the 2-core CPU."),
-        oracle=("`phantom-mobilenet-oracle`, a mobilenet-v3-small trained independently of the classifier "
-                "(other phantoms, another seed); test ROC AUC 0.998 / 0.992 / 0.948 / 0.505 / 0.999 on "
-                "Cardiomegaly / Pleural Effusion / Consolidation / Nodule / Pneumothorax: it sees every "
-                "finding but Nodule."),
+        oracle=ORACLE_PHANTOM,
         oracle_blind=("Nodule",),
         locality="share_in_gt_dilated_l1",
         commands="""\
@@ -158,8 +158,7 @@ cp P/rows.csv docs/results/phantom-40-faithful-rows.csv""",
                "same films in one run. No ground truth: locality is the share of the change in the "
                "seed's region. One thread per run, two or three runs sharing the 2-core CPU. "
                + PNEUMONIA_DATA),
-        oracle=("`pneumonia-mobilenet-oracle`, a mobilenet-v3-small trained independently of the "
-                "classifier (1,000 training films, 20 epochs); test ROC AUC 0.959: it sees pneumonia."),
+        oracle=ORACLE_PNEUMONIA,
         oracle_blind=(),
         locality="share_in_ref_mask_l1",
         commands="""\

@@ -19,7 +19,19 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError
 
-__all__ = ["available_benchmarks", "run_benchmark"]
+__all__ = ["available_benchmarks", "run_benchmark", "keep_threads"]
+
+
+def keep_threads(run, argv):
+    """``run(argv)``, with torch's thread count restored afterwards (a benchmark's ``--threads``
+    must not outlive an in-process call)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return run(argv)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def available_benchmarks() -> dict[str, str]:

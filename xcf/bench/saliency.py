@@ -280,11 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``xcf bench saliency`` (see the module docstring); returns the exit status."""
-    threads = torch.get_num_threads()
-    try:
-        return _main(argv)
-    finally:
-        torch.set_num_threads(threads)  # --threads must not outlive the call (in-process use)
+    from . import keep_threads
+
+    return keep_threads(_main, argv)
 
 
 def _main(argv: Sequence[str] | None) -> int:
