@@ -113,8 +113,9 @@ class Explainer:
             ``None``: ``config.method``, else :data:`xcf.methods.DEFAULT_METHOD`.
         config: An :class:`xcf.ExplainConfig`, a dict of its fields, or a method name.
         registry: The component registry (default: the installed plugins).
-        progress: ``progress(steps_done, p_target)`` called after each region level of each batch
-            (the CLI draws a progress bar with it), or ``None``.
+        progress: ``progress(level, n_levels, step, budget, p_target)`` called after every search
+            step (``p_target``: the target probabilities of the films still searching; the CLI draws
+            a progress bar with it), or ``None``.
         **overrides: :class:`xcf.ExplainConfig` fields that override ``config``.
 
     The classifier and latent model are moved to ``config.device`` (``"auto"``: CUDA, MPS, CPU).

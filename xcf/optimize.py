@@ -89,9 +89,7 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
 def target_vector(p_recon: Tensor, targets: Tensor) -> Tensor:
     """The seed's target: the reconstruction's probabilities ``(B, K)`` with each sample's target
     finding set to 0."""
-    y = p_recon.detach().clone()
-    y[torch.arange(y.shape[0], device=y.device), targets] = 0.0
-    return y
+    return Reference.of(p_recon, targets).y
 
 
 def resize_to(x: Tensor, size: int) -> Tensor:
@@ -321,10 +319,7 @@ def optimize_latent(
             # --- end conditions, on the current z (before its update) ---
             newly_bad = ~finite & ~was_done
             pa_d = pa.detach()
-            cand = stop.reached(pa_d, ref_a) & finite
-            if stop.on_views and pv is not None:
-                for v in range(pv.shape[0]):
-                    cand &= stop.reached(pv[v].detach(), ref_a)
+            cand = stop.reached(pa_d, ref_a, None if pv is None else pv.detach()) & finite
             if confirm and bool(cand.any()):  # confirm in float32, on the returned image (bf16
                 ci = torch.nonzero(cand).flatten()  # rounding can put a film at p 0.5001 "below" 0.5)
                 with torch.no_grad():

@@ -188,31 +188,26 @@ def resolve_methods(spec: str | None, *, all_combinations: bool = False,
     names = split_variants(spec) if spec else list(default_methods())
     out: dict[str, BenchMethod] = {}
     for name in names:
-        if name in METHODS:
-            out[name] = METHODS[name]
-            continue
-        if "+" in name and "=" in name and "@" not in name:  # METHOD+KEY=VALUE...: a variant
+        # [METHOD | METHOD+KEY=VALUE...][@LATENT]: a named method or a variant of a registered one,
+        # with one of the pack's trained latent models or a registered one after @
+        base, at, lat = name.partition("@")
+        m = None
+        if base in METHODS:
+            m = METHODS[base]
+        elif "+" in base and "=" in base:
             from ..methods import parse_variant
 
-            method, _ = parse_variant(name, reg)
-            out[name] = BenchMethod(name, f"{method.name.split('+')[0]} with "
-                                          f"{name.split('+', 1)[1].replace('+', ', ')}", method)
-            continue
-        if "@" in name:  # METHOD@LATENT: a named method with one of the pack's trained latent models
-            base, _, lat = name.partition("@")
-            if "+" in base and "=" in base and lat:  # a variant with another latent model
-                from ..methods import parse_variant
-
-                method, _ = parse_variant(base, reg)
-                out[name] = BenchMethod(name, f"{base}, with the latent model {lat}", method, latent=lat)
-                continue
-            if base not in METHODS or not lat:
+            method, _ = parse_variant(base, reg)
+            m = BenchMethod(base, f"{method.name.split('+')[0]} with "
+                                  f"{base.split('+', 1)[1].replace('+', ', ')}", method)
+        if at:
+            if m is None or not lat:
                 raise ConfigError(f"method {name!r}: write METHOD@LATENT with METHOD one of "
                                   f"{', '.join(METHODS)} and LATENT a latent model of the pack "
                                   "(`xcf packs`)")
-            m = METHODS[base]
-            out[name] = replace(m, name=name, latent=lat,
-                                description=f"{m.description}; with the latent model {lat}")
+            m = replace(m, name=name, latent=lat, description=f"{m.description}; with the latent model {lat}")
+        if m is not None:
+            out[name] = m
             continue
         parts = name.split("/")
         if len(parts) not in (2, 3):

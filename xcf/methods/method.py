@@ -247,11 +247,12 @@ class Method:
         return (clf, lat), z0
 
     def uses_bf16(self, device: torch.device) -> bool:
-        """Whether the loop runs under bf16 autocast on ``device``."""
+        """Whether the loop asks for bf16 autocast on ``device`` (:func:`xcf.optimize.optimize_latent`
+        uses it on CUDA and CPU only)."""
         from ..optimize import bf16_is_fast
 
         a = self.execution.autocast_bf16
-        return bf16_is_fast(device) if a == "auto" else a is True and device.type in ("cuda", "cpu")
+        return bf16_is_fast(device) if a == "auto" else a is True
 
     def _levels(self, pb: Problem, runs: Runs, todo: Tensor, sal: Tensor, models: tuple[Any, Any],
                 z0: Any) -> Tensor:
@@ -260,8 +261,6 @@ class Method:
         films that never got there."""
         from ..optimize import classify
 
-        clf_s, _ = models
-        copies = clf_s is not pb.classifier
         z_cur = z0.z.detach().clone() if self.region.warm_start else None  # where each film ended
         # a film moves on to the next level until it is valid, or below a lower stop probability
         # the user asked for (a stop of 0.1 is a request to go that far)
@@ -285,10 +284,6 @@ class Method:
                                     None if z_cur is None else z_cur[todo], on_step)
             if z_cur is not None:
                 z_cur[todo] = res.latent.z.detach()
-            if copies and res.probs_from_search:
-                # report, and decide on, the original classifier's probabilities
-                with torch.no_grad():
-                    res.probs_counterfactual = classify(pb.classifier, res.counterfactual)
             runs.record(todo, res, mask, level)
             p_t = res.probs_counterfactual[torch.arange(len(todo), device=pb.x.device), pb.targets[todo]]
             todo = todo[p_t >= goal]
@@ -300,7 +295,9 @@ class Method:
                      initial: tuple[Any, Tensor, Tensor], blend: tuple[Tensor, Tensor] | None,
                      steps: int, lr: float, z_start: Tensor | None, on_step: Any = None) -> Any:
         """One region level's search for the films ``todo``: Adam on the latent
-        (:func:`xcf.optimize.optimize_latent`); ``on_step(step, p_target)`` after each step."""
+        (:func:`xcf.optimize.optimize_latent`); ``on_step(step, p_target)`` after each step. The
+        result's probabilities are the original classifier's (``pb.classifier``), also when the
+        search ran on a copy of it: validity, and the decision to grow the region, are its."""
         from ..optimize import optimize_latent
 
         clf_s, lat_s = models
@@ -309,7 +306,6 @@ class Method:
                               bf16=self.uses_bf16(pb.x.device), initial=initial, blend=blend,
                               z_start=z_start, check_classifier=pb.classifier,
                               on_step=on_step)
-        res.probs_from_search = False  # optimize_latent reports the checker's probabilities
         return res
 
 
@@ -339,9 +335,12 @@ class LatentShift(Method):
 
     def search_level(self, pb, models, todo, sal, initial, blend, steps, lr, z_start, on_step=None):  # noqa: D102
         from ..baselines import latent_shift
+        from ..optimize import classify
 
         clf_s, lat_s = models
         res = latent_shift(clf_s, lat_s, pb.x[todo], pb.targets[todo], self.search,
                            decision_threshold=pb.decision_threshold, initial=initial)
-        res.probs_from_search = True
+        if clf_s is not pb.classifier:  # searched on a copy: report the original's probabilities
+            with torch.no_grad():
+                res.probs_counterfactual = classify(pb.classifier, res.counterfactual)
         return res

@@ -361,9 +361,10 @@ class StopRule:
             if v is not None and not 0 < v <= 1:
                 raise ConfigError(f"stop {name} must be in (0, 1] or None, got {v}")
 
-    def reached(self, probs: Tensor, ref: Reference) -> Tensor:
+    def reached(self, probs: Tensor, ref: Reference, view_probs: Tensor | None = None) -> Tensor:
         """``(B,)`` bool: the films whose probabilities ``(B, K)`` meet the rule (all ``False``
-        without a ``probability``)."""
+        without a ``probability``); with ``on_views``, the probabilities of their views
+        ``(V, B, K)`` must meet it too."""
         B = probs.shape[0]
         if self.probability is None:
             return torch.zeros(B, dtype=torch.bool, device=probs.device)
@@ -373,6 +374,9 @@ class StopRule:
             off = (probs - ref.y).abs()
             off[rows, ref.targets] = 0.0
             ok &= off.amax(dim=1) <= self.off_target
+        if self.on_views and view_probs is not None:
+            for pv in view_probs:
+                ok &= self.reached(pv, ref)
         return ok
 
 
