@@ -40,7 +40,8 @@ clean:
 
 # Retrain the shipped packs from scratch: the exact commands recorded in weights/manifest.json
 # (which also says where each ran; `--device auto`, the default, takes a GPU when there is one).
-# `make weights-phantom` trains the phantom pack's classifier, latent models and oracle on a CPU.
+# `make weights-phantom` trains the phantom pack's classifier, latent models, oracle and inpainter
+# on a CPU.
 # `make weights-pneumonia PNEUMONIA=DIR` trains the pneumonia pack from DIR, the Kermany pediatric
 # pneumonia films at 224 px with their labels.csv (path, split, patient_id, 0/1 label columns), read
 # in place. `benchmarks/train_pack_cpu.sh` runs either in a scratch folder and times each command.
@@ -51,8 +52,8 @@ NARROW20 := '{"widths": [16, 32, 64, 128, 128], "detail_sigma": 2}'
 VAE20 := '{"widths": [16, 32, 64, 128], "detail_sigma": 2}'
 STEM2 := '{"stem_stride": 2}'
 DETAIL := '{"widths": [32, 64, 128], "latent_channels": 16, "detail_sigma": 2}'
-PNEUMONIA_DESCRIPTION := "Pediatric pneumonia (Kermany et al. 2018, CC BY 4.0), trained on a 2-core CPU: small-cnn classifier (stem_stride 2), conv-ae latent model with the input's detail passed around z (detail_sigma 2), mobilenet-v3-small oracle"
-PHANTOM_DESCRIPTION := "Synthetic phantom films (xcf.data.phantoms), trained on a 2-core CPU: small-cnn classifier (stem_stride 2, --degrade 0.5) over 5 findings; VAE latent model with the input's detail passed around z (detail_sigma 2), the narrow segnet-ae as the alternative; mobilenet-v3-small oracle"
+PNEUMONIA_DESCRIPTION := "Pediatric pneumonia (Kermany et al. 2018, CC BY 4.0), trained on a 2-core CPU: small-cnn classifier (stem_stride 2), conv-ae latent model with the input's detail passed around z (detail_sigma 2), mobilenet-v3-small oracle; inpaint-unet inpainter trained on the films without pneumonia"
+PHANTOM_DESCRIPTION := "Synthetic phantom films (xcf.data.phantoms), trained on a 2-core CPU: small-cnn classifier (stem_stride 2, --degrade 0.5) over 5 findings; VAE latent model with the input's detail passed around z (detail_sigma 2), the narrow segnet-ae as the alternative; mobilenet-v3-small oracle; inpaint-unet inpainter trained on phantoms without findings"
 weights: weights-phantom weights-pneumonia
 
 weights-phantom: $(STAMP)
@@ -60,6 +61,7 @@ weights-phantom: $(STAMP)
 	$(XCF) train autoencoder --arch segnet-ae --arch-args $(NARROW20) --data phantom:3000 --out weights --name phantom-segnet-ae --classifier phantom-small-cnn --epochs 5 --seed 0 --device cpu --channels-last --pack phantom --role latent
 	$(XCF) train vae --arch-args $(VAE20) --data phantom:3000 --out weights --name phantom-vae --classifier phantom-small-cnn --epochs 3 --seed 0 --device cpu --channels-last --pack phantom --role alt-latent
 	$(XCF) train classifier --arch mobilenet-v3-small --data phantom:3000:7 --out weights --name phantom-mobilenet-oracle --epochs 5 --seed 1 --pack phantom --role oracle
+	$(XCF) train inpainter --data phantom:2000 --out weights --name phantom-inpainter --epochs 10 --seed 0 --device cpu --pack phantom --role inpainter
 	$(PY) -m xcf.train set-default-latent weights phantom phantom-vae $(PHANTOM_DESCRIPTION)
 
 weights-pneumonia: $(STAMP)
@@ -67,4 +69,5 @@ weights-pneumonia: $(STAMP)
 	$(XCF) train classifier --arch-args $(STEM2) --data $(PNEUMONIA) --labels pneumonia --out weights --name pneumonia-small-cnn --epochs 5 --seed 0 --device cpu --channels-last --pack pneumonia --role classifier
 	$(XCF) train autoencoder --arch conv-ae --arch-args $(DETAIL) --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-conv-ae --classifier pneumonia-small-cnn --epochs 8 --seed 0 --device cpu --channels-last --pack pneumonia --role latent
 	$(XCF) train classifier --arch mobilenet-v3-small --data $(PNEUMONIA) --labels pneumonia --limit 1000 --out weights --name pneumonia-mobilenet-oracle --epochs 20 --seed 0 --device cpu --pack pneumonia --role oracle
+	$(XCF) train inpainter --data $(PNEUMONIA) --labels pneumonia --out weights --name pneumonia-inpainter --epochs 12 --seed 0 --device cpu --pack pneumonia --role inpainter
 	$(PY) -m xcf.train set-default-latent weights pneumonia pneumonia-conv-ae $(PNEUMONIA_DESCRIPTION)

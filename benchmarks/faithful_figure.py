@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pack", default="phantom")
     p.add_argument("--data", help="folder with labels.csv (pneumonia)")
     p.add_argument("--n", type=int, default=4, help="films (pneumonia: the first N of the test split)")
-    p.add_argument("--methods", default="seed,local-in-mask,local-robust")
+    p.add_argument("--methods", default="seed,local-in-mask,local-fill")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)

@@ -5,7 +5,7 @@
 
 The page is generated: every number on it is a mean over the per-film rows that
 ``xcf bench counterfactuals`` wrote (the rows files named in :data:`TABLES`, with the pack they were
-measured on and the commands that made them), or a median of the speed run in :data:`PERF`. Each
+measured on and the commands that made them), or a median of a speed run in :data:`PERFS`. Each
 table gets a validity-vs-locality plot (PNG). README.md's text between the lines
 ``<!-- results-table:start -->`` and ``<!-- results-table:end -->`` is replaced by a compact table
 of the methods; without both lines README is left alone (said on stderr).
@@ -87,9 +87,10 @@ TABLES: tuple[Table, ...] = (
         title="Phantoms: 200 test phantoms, phantom pack",
         about=("The first 200 test phantoms of `phantom_cases` (40 of each finding), each with its true "
                "finding mask and its true counterfactual (the same phantom drawn without the finding). "
-               "Pack `phantom`, trained on a 2-core CPU (`train-phantom-pack-cpu.md`). One thread per "
-               "run, two or three runs sharing the 2-core CPU, so the seconds are about twice an idle "
-               "CPU's."),
+               "Pack `phantom`, trained on a 2-core CPU (`train-phantom-pack-cpu.md`). The methods ran "
+               "in separate runs of the same command on the same films (`local` on the first 100), "
+               "`local-fill` and the Latent Shift baseline last. One thread per run, two to four runs "
+               "sharing the 2-core CPU, so the seconds are about twice an idle CPU's or more."),
         oracle=ORACLE_PHANTOM,
         oracle_blind=("Nodule",),
         locality="share_in_gt_dilated_l1",
@@ -103,7 +104,11 @@ xcf bench counterfactuals --out E --n 100 --cases <ids 56-99> --methods local --
 xcf bench counterfactuals --out F --n 100 --methods local-in-mask --threads 1
 xcf bench counterfactuals --out G --n 200 --cases $IDS_B --methods local-in-mask --threads 1
 python benchmarks/rows.py merge M A:seed B:seed C:fast D56:local E:local F:local-in-mask G:local-in-mask
-cp M/rows.csv docs/results/phantom-matrix-rows.csv""",
+cp M/rows.csv docs/results/phantom-matrix-rows.csv
+xcf bench counterfactuals --out R --n 200 --methods local-fill,latent-shift --threads 1
+F=docs/results/phantom-matrix-rows.csv
+python benchmarks/rows.py merge N $F:seed $F:fast $F:local $F:local-in-mask R:local-fill R:latent-shift
+cp N/rows.csv $F""",
         plot="phantom-validity-vs-locality.png",
     ),
     Table(
@@ -111,7 +116,8 @@ cp M/rows.csv docs/results/phantom-matrix-rows.csv""",
         pack="pneumonia",
         title="Pneumonia: test films of the pediatric pneumonia data set, pneumonia pack",
         about=("Test films labelled pneumonia (Kermany et al. 2018), in the data set's order: `fast` ran "
-               "on all 202, `local-in-mask` on the first 48, `seed` and `local` on the first 24. No "
+               "on all 202, `local-in-mask` and `local-fill` on the first 48, `seed` and `local` on the "
+               "first 24. No "
                "ground truth, so the only locality measure is the share of the change in the seed's "
                "region. Pack `pneumonia`, trained on a 2-core CPU (`train-pneumonia-pack-cpu.md`). One "
                "thread per run, two or three runs sharing the 2-core CPU; `perf-pneumonia-cpu.md` has "
@@ -125,7 +131,9 @@ xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pa
 xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods fast --out F
 xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods local --n 24 --out G
 python benchmarks/rows.py merge M D:seed F:fast G:local E:local-in-mask
-cp M/rows.csv docs/results/pneumonia-matrix-rows.csv""",
+cp M/rows.csv docs/results/pneumonia-matrix-rows.csv
+xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --threads 1 --methods local-fill --n 48 --out R
+tail -n +2 R/rows.csv >> docs/results/pneumonia-matrix-rows.csv""",
         plot="pneumonia-validity-vs-locality.png",
         omit=("off_target_max",),
         omit_note="The pneumonia classifier has one finding, so no other finding's probability can move.",
@@ -134,37 +142,43 @@ cp M/rows.csv docs/results/pneumonia-matrix-rows.csv""",
         rows="phantom-40-faithful-rows.csv",
         pack="phantom",
         title="Phantoms, faithfulness: 40 test phantoms, every method side by side in one run",
-        about=("The first 40 test phantoms (8 of each finding), every method on the same films in one "
-               "run: the seed's method, the default, `fast`, the Latent Shift baseline, `local-robust` "
-               "(the default with a flip that must survive small blurs, shifts and noise), and two "
-               "variants stopped deeper (`+stop__probability=0.05`). The oracle never takes part in a "
-               "search (`tests/test_bench.py`); it judges after. One thread per run, two or three runs "
-               "sharing the 2-core CPU."),
+        about=("The first 40 test phantoms (8 of each finding), every method on the same films: the "
+               "seed's method, the default, `fast`, the Latent Shift baseline, `local-robust` (the "
+               "default with a flip that must survive small blurs, shifts and noise) and two variants "
+               "stopped deeper (`+stop__probability=0.05`) in one run; `local-fill` in a second run of "
+               "the same command on the same films, its rows appended. The oracle never takes part in "
+               "a search (`tests/test_bench.py`); it judges after. One thread per run, two or three "
+               "runs sharing the 2-core CPU."),
         oracle=ORACLE_PHANTOM,
         oracle_blind=("Nodule",),
         locality="share_in_gt_dilated_l1",
         commands="""\
 xcf bench counterfactuals --n 40 --threads 1 --out P \\
     --methods "fast,latent-shift,local-in-mask,local-in-mask+stop__probability=0.05,fast+stop__probability=0.05,seed,local-robust"
-cp P/rows.csv docs/results/phantom-40-faithful-rows.csv""",
+cp P/rows.csv docs/results/phantom-40-faithful-rows.csv
+xcf bench counterfactuals --n 40 --threads 1 --out R --methods local-fill
+tail -n +2 R/rows.csv >> docs/results/phantom-40-faithful-rows.csv""",
         plot="phantom-40-faithful-validity-vs-locality.png",
-        readme=("local-robust", "latent-shift"),
+        readme=("local-robust",),
     ),
     Table(
         rows="pneumonia-12-faithful-rows.csv",
         pack="pneumonia",
         title="Pneumonia, faithfulness: 12 test films, every method side by side in one run",
         about=("The first 12 test films labelled pneumonia, in the data set's order, every method on the "
-               "same films in one run. No ground truth: locality is the share of the change in the "
-               "seed's region. One thread per run, two or three runs sharing the 2-core CPU. "
-               + PNEUMONIA_DATA),
+               "same films: `local-fill` in a second run of the same command, its rows appended, the "
+               "others in one run. No ground truth: locality is the share of the change in the seed's "
+               "region. One thread per run, two or three runs sharing the 2-core CPU. " + PNEUMONIA_DATA),
         oracle=ORACLE_PNEUMONIA,
         oracle_blind=(),
         locality="share_in_ref_mask_l1",
         commands="""\
 xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --n 12 \\
     --threads 1 --methods fast,latent-shift,local-in-mask,local-robust,seed --out Q
-cp Q/rows.csv docs/results/pneumonia-12-faithful-rows.csv""",
+cp Q/rows.csv docs/results/pneumonia-12-faithful-rows.csv
+xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --n 12 \
+    --threads 1 --methods local-fill --out R
+tail -n +2 R/rows.csv >> docs/results/pneumonia-12-faithful-rows.csv""",
         plot="pneumonia-12-faithful-validity-vs-locality.png",
         omit=("off_target_max",),
         omit_note="The pneumonia classifier has one finding, so no other finding's probability can move.",
@@ -183,17 +197,27 @@ class Perf:
     about: str
 
 
-PERF = Perf(
-    json="perf-pneumonia-cpu.json",
-    title="Speed: 16 pneumonia films, pneumonia pack, 2-core CPU",
-    command=("python benchmarks/perf.py --pack pneumonia --data $PNEUMONIA --n 16 --threads 2 "
-             "--variants seed-loop,local-in-mask,fast --out docs/results/perf-pneumonia-cpu.md"),
-    about=("Each method alone on the CPU (two threads), one after the other on the same 16 test films. "
-           "`seed-loop`: an independent re-implementation of the seed notebook's loop (one film at a "
-           "time, Adam on the latent, 200 steps), the reference of the speed-up; the others: "
-           "`xcf.Explainer` with that method, batched. " + PNEUMONIA_DATA),
+PERFS: tuple[Perf, ...] = (
+    Perf(
+        json="perf-pneumonia-cpu.json",
+        title="Speed: 16 pneumonia films, pneumonia pack, 2-core CPU",
+        command=("python benchmarks/perf.py --pack pneumonia --data $PNEUMONIA --n 16 --threads 2 "
+                 "--variants seed-loop,local-in-mask,fast,local-fill --out docs/results/perf-pneumonia-cpu.md"),
+        about=("Each method alone on the CPU (two threads), one after the other on the same 16 test films. "
+               "`seed-loop`: an independent re-implementation of the seed notebook's loop (one film at a "
+               "time, Adam on the latent, 200 steps), the reference of the speed-up; the others: "
+               "`xcf.Explainer` with that method, batched (`local-fill` with the pack's inpainter). "
+               + PNEUMONIA_DATA),
+    ),
+    Perf(
+        json="perf-phantom-cpu.json",
+        title="Speed: 16 test phantoms, phantom pack, 2-core CPU",
+        command=("python benchmarks/perf.py --pack phantom --data phantom --n 16 --threads 2 "
+                 "--variants seed-loop,local-in-mask,fast,local-fill --out docs/results/perf-phantom-cpu.md"),
+        about=("As above, on the first 16 test phantoms (the five findings in turn), run after the "
+               "pneumonia films in the same script."),
+    ),
 )
-
 #: How the page names each method, in the order it lists them; methods not named here follow in
 #: the order of the rows file.
 METHODS: dict[str, str] = {
@@ -210,13 +234,17 @@ METHODS: dict[str, str] = {
     "local-robust": ("`local-in-mask` whose classification term is averaged over 4 views of the "
                      "counterfactual per step (blur up to 1.5 px, shift up to 3 px, noise 0.02) and "
                      "whose films stop only once every view is below 0.5 too."),
+    "local-fill": ("the default's regions (levels 0.5 -> 0.1, then Grad-CAM++'s), grown 4 px and filled by "
+                   "the pack's inpainter, trained on films without findings; the smallest region whose fill "
+                   "takes p(target) below 0.05 with the other findings within 0.1 of their start; a film no "
+                   "fill flips is searched from the fill in the inpainter's latent (up to 100 steps)."),
     "latent-shift": ("the Latent Shift baseline (Cohen et al., MIDL 2021): one gradient of p(target) "
                      "in the latent, a line search along it, no region."),
     "local-in-mask+stop__probability=0.05": "the default, stopped at p(target) < 0.05 instead of 0.5.",
     "fast+stop__probability=0.05": "`fast`, stopped at p(target) < 0.05 instead of 0.5.",
 }
 DEFAULT_METHOD = "local-in-mask"
-README_METHODS = ("local-in-mask", "seed", "fast", "local")
+README_METHODS = ("local-in-mask", "seed", "fast", "local", "local-fill", "latent-shift")
 
 
 @dataclass(frozen=True)
@@ -396,7 +424,7 @@ def perf_table(runs: Sequence[Mapping[str, Any]]) -> str:
         valid = sum(bool(x["valid"]) for x in r["rows"]) / len(r["rows"])
         lines.append(f"| {r['variant']} | {len(r['rows'])} | {sec:.2f} | {base / sec:.1f}x | {med(r, 'steps'):.0f} | "
                      f"{valid:.2f} | {med(r, 'share_l1'):.3f} | {r['maxrss_mb']:.0f} |")
-    return "\n".join(lines) + ("\n\n*valid*: share of films whose p(pneumonia) fell below 0.5; *in the seed's "
+    return "\n".join(lines) + ("\n\n*valid*: share of films whose p(finding) fell below 0.5; *in the seed's "
                                "mask*: share of the change inside Grad-CAM++ > 0.5 of the input; *peak "
                                "memory*: the process's peak resident memory.")
 
@@ -419,20 +447,20 @@ def readme_table(results: Sequence[tuple[Table, list[dict[str, Any]]]]) -> str:
             cells = [name, table.pack, str(r["n"]), _cell(r["validity"], 3), _cell(oracle, 3),
                      _cell(r["share_in_gt_dilated_l1"], 3), _cell(r["removal"], 3), _cell(r["seconds"], 2)]
             lines.append("| " + " | ".join(cells) + " |")
-    blind = [f"{t.pack}: {', '.join(t.oracle_blind)} left out, the oracle cannot see it" for t, _ in results
-             if t.oracle_blind]
+    blind = list(dict.fromkeys(f"{t.pack}: {', '.join(t.oracle_blind)} left out, the oracle cannot see it"
+                               for t, _ in results if t.oracle_blind))
     return "\n".join(lines) + (
         "\n\nMeans over each pack's test films, generated by `python benchmarks/report.py` from the rows in "
         "`docs/results/`; every measure, the commands and the plots: `docs/results/index.md`. *valid*: the "
         "target probability fell below 0.5; *oracle agrees*: it fell below 0.5 on the pack's independently "
         f"trained oracle too ({'; '.join(blind) or 'every finding'}); *within 8 px*: share of the change "
         "within 8 px of the finding's true mask; *removal*: how much of the finding the change removed "
-        "against the true counterfactual (1: all, 0: nothing); *s / film*: one thread, two or three runs "
+        "against the true counterfactual (1: all, 0: nothing); *s / film*: one thread, two to four runs "
         "sharing a 2-core CPU.")
 
 
 def page(results: Sequence[tuple[Table, list[dict[str, Any]], list[dict[str, Any]]]],
-         perf: list[dict[str, Any]] | None) -> str:
+         perfs: Sequence[tuple[Perf, list[dict[str, Any]]]] = ()) -> str:
     """The whole results page (markdown)."""
     out = ["# Results", "",
            "This page is generated by `python benchmarks/report.py` from the rows files in this folder and must "
@@ -455,13 +483,16 @@ def page(results: Sequence[tuple[Table, list[dict[str, Any]], list[dict[str, Any
                 plot_caption(table), "",
                 f"Rows: [`{table.rows}`]({table.rows}), one per (method, film). Made by:", "",
                 "```", table.commands, "```", ""]
-    if perf is not None:
-        out += [f"## {PERF.title}", "", PERF.about, "", perf_table(perf), "",
-                f"Per-film rows: [`{PERF.json}`]({PERF.json}). Made by:", "", "```", PERF.command, "```", ""]
+    for perf, runs in perfs:
+        out += [f"## {perf.title}", "", perf.about, "", perf_table(runs), "",
+                f"Per-film rows: [`{perf.json}`]({perf.json}). Made by:", "", "```", perf.command, "```", ""]
     out += ["## Other results in this folder", "",
             "- [`default-vs-seed.md`](default-vs-seed.md): the rule that made `local-in-mask` the default "
             "(at least as valid and as local as the seed's method on both packs: "
             "`python benchmarks/default_rule.py`).",
+            "- [`local-fill-vs-default.md`](local-fill-vs-default.md): `local-fill` against the default by "
+            "the same rule: far more faithful, but not the default (its change leaves the seed's mask a "
+            "little more often, and one pneumonia film of 48 does not flip).",
             "- [`train-phantom-pack-cpu.md`](train-phantom-pack-cpu.md), "
             "[`train-pneumonia-pack-cpu.md`](train-pneumonia-pack-cpu.md): how the shipped packs were trained, "
             "command by command, with their times and held-out results.", ""]
@@ -587,26 +618,26 @@ def replace_block(text: str, block: str) -> str | None:
     return text[: i + len(START)] + "\n" + block.rstrip("\n") + "\n" + text[j:]
 
 
-def build(results_dir: Path, tables: Sequence[Table] | None = None, perf: Perf | None = None) -> dict[str, Any]:
+def build(results_dir: Path, tables: Sequence[Table] | None = None,
+          perfs: Sequence[Perf] | None = None) -> dict[str, Any]:
     """Everything the script writes, computed from the rows files.
 
     Args:
         results_dir: The folder of the rows files (and of the page).
         tables: The rows files to show (default :data:`TABLES`).
-        perf: The speed run to show (default :data:`PERF`; left out where its file is missing).
+        perfs: The speed runs to show (default :data:`PERFS`; each left out where its file is missing).
 
     Returns:
         ``{"page": markdown, "readme_block": markdown, "plots": {file name: plot data}}``.
     """
     tables = TABLES if tables is None else tables
-    perf = PERF if perf is None else perf
+    perfs = PERFS if perfs is None else perfs
     results = []
     for table in tables:
         rows = read_rows(results_dir / table.rows)
         results.append((table, rows, summarize(rows, table)))
-    runs = None
-    if (results_dir / perf.json).is_file():
-        runs = json.loads((results_dir / perf.json).read_text(encoding="utf-8"))
+    runs = [(perf, json.loads((results_dir / perf.json).read_text(encoding="utf-8")))
+            for perf in perfs if (results_dir / perf.json).is_file()]
     return {"page": page(results, runs),
             "readme_block": readme_table([(t, s) for t, _, s in results]),
             "plots": {t.plot: plot_data(t, s) for t, _, s in results}}

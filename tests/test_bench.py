@@ -20,13 +20,20 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def tiny_pack(tmp_path_factory):
-    """A 'phantom' pack (classifier, SegNet latent model, oracle) at 64 px in a temp folder."""
+    """A 'phantom' pack (classifier, SegNet latent model, oracle, inpainter) at 64 px in a temp folder."""
     from safetensors.torch import save_file
 
     from xcf.data.phantoms import FINDINGS, PhantomDataset
     from xcf.packs import sha256_file
     from xcf.registry import Registry, make_plugin_manager
-    from xcf.train.trainer import TrainData, _stack, train_classifier, train_latent, update_manifest
+    from xcf.train.trainer import (
+        TrainData,
+        _stack,
+        train_classifier,
+        train_inpainter,
+        train_latent,
+        update_manifest,
+    )
 
     out = tmp_path_factory.mktemp("weights")
     tx, ty = _stack(PhantomDataset(96, seed=0, size=SIZE))
@@ -57,6 +64,11 @@ def tiny_pack(tmp_path_factory):
     ae = reg.create("latent", "segnet-ae", **args)
     train_latent(ae, data, epochs=1, device="cpu", log=quiet)
     save(ae, "ae", "latent", "segnet-ae", args, "latent")
+    args = {"input_size": SIZE, "widths": [8, 16], "scale": 1}
+    torch.manual_seed(0)
+    inp = reg.create("latent", "inpaint-unet", **args)
+    train_inpainter(inp, data, epochs=1, device="cpu", log=quiet)
+    save(inp, "inpainter", "latent", "inpaint-unet", args, "inpainter")
     torch.set_num_threads(threads)
     return out
 
@@ -609,10 +621,11 @@ def test_a_variant_of_a_registered_method_is_benchmarked_under_its_spec():
 
 def test_the_oracle_judges_but_never_takes_part_in_a_search(tiny_pack, tmp_path, monkeypatch):
     """Every method of the bench (the shipped ones, a variant with views, the baselines) is run on
-    the tiny pack with a hook on the oracle that fails the test if the oracle is called while a
-    search (optimize_latent or latent_shift) is running; the oracle must still be called, after
-    the search, to judge."""
+    the tiny pack with a hook on the oracle that fails the test if the oracle is called while an
+    explanation (Explainer.explain_tensor: saliency, fills, searches) or a search (optimize_latent,
+    latent_shift) is running; the oracle must still be called, after the search, to judge."""
     import xcf.baselines
+    import xcf.explainer
     import xcf.optimize
     from xcf.bench.counterfactuals import default_methods, phantom_cases, resolve_methods, run
     from xcf.packs import load_pack
@@ -626,7 +639,8 @@ def test_the_oracle_judges_but_never_takes_part_in_a_search(tiny_pack, tmp_path,
         state["judged"] += 1
 
     pack.oracle.register_forward_pre_hook(hook)
-    for mod, name in ((xcf.optimize, "optimize_latent"), (xcf.baselines, "latent_shift")):
+    for mod, name in ((xcf.optimize, "optimize_latent"), (xcf.baselines, "latent_shift"),
+                      (xcf.explainer.Explainer, "explain_tensor")):
         original = getattr(mod, name)
 
         def wrapped(*a, _original=original, **k):

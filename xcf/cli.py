@@ -173,6 +173,9 @@ def _run_packs(args: argparse.Namespace) -> int:
             continue
         print(f"{name}: labels {', '.join(pack.labels)} - {pack.description}")
         print(f"  latent models: {', '.join(pack.latent_names)} (the first is the default)")
+        extra = [f"{role} {pack.entry[role]}" for role in ("oracle", "inpainter") if pack.entry.get(role)]
+        if extra:
+            print(f"  {', '.join(extra)}")
     return 0
 
 

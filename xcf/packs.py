@@ -96,7 +96,7 @@ def read_manifest(directory: str | os.PathLike | None = None) -> tuple[Path, dic
     for pname, pack in data["packs"].items():
         if not isinstance(pack, dict):
             raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' is not an object")
-        for role in ("classifier", "latent", "oracle"):
+        for role in ("classifier", "latent", "oracle", "inpainter"):
             ref = pack.get(role)
             if ref is not None and ref not in data["weights"]:
                 raise WeightsError(f"{path}:{line_of(pname)}: pack '{pname}' {role} refers to unknown weights '{ref}'")
@@ -146,7 +146,7 @@ def load_component(name: str, directory: str | os.PathLike | None = None, *, reg
 
 @dataclass
 class Pack:
-    """A matched classifier + latent model (+ oracle). Components load on first access."""
+    """A matched classifier + latent model (+ oracle, + inpainter). Components load on first access."""
 
     name: str
     entry: dict[str, Any]
@@ -194,10 +194,17 @@ class Pack:
         ref = self.entry.get("oracle")
         return load_component(ref, self.directory) if ref else None
 
+    @cached_property
+    def inpainter(self):
+        """The pack's inpainter (a latent model with ``inpaint(x, hole)``, trained on films
+        without findings: the content of the ``local-fill`` method), or ``None``."""
+        ref = self.entry.get("inpainter")
+        return load_component(ref, self.directory) if ref else None
+
     def weights(self) -> dict[str, dict[str, Any]]:
         """Manifest entries of this pack's weights, by role (the alternative latent models as
         ``"latent:NAME"``)."""
-        out = {role: self.manifest["weights"][ref] for role in ("classifier", "latent", "oracle")
+        out = {role: self.manifest["weights"][ref] for role in ("classifier", "latent", "oracle", "inpainter")
                if (ref := self.entry.get(role))}
         out.update({f"latent:{n}": self.manifest["weights"][n] for n in self.latent_names[1:]})
         return out

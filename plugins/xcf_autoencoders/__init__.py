@@ -1,4 +1,4 @@
-"""Built-in latent models: ``conv-ae``, ``segnet-ae`` and ``vae``."""
+"""Built-in latent models: ``conv-ae``, ``segnet-ae``, ``vae`` and the inpainter ``inpaint-unet``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from xcf import hookimpl
 
 from .conv_ae import ConvAE
 from .detail import DetailLatent
+from .inpaint import InpaintNet, random_holes
 from .segnet import NARROW_WIDTHS, VGG16_WIDTHS, SegNetAE
 from .vae import ConvVAE, kl_divergence
 
-__all__ = ["ConvAE", "DetailLatent", "SegNetAE", "ConvVAE", "kl_divergence", "VGG16_WIDTHS", "NARROW_WIDTHS"]
+__all__ = ["ConvAE", "DetailLatent", "InpaintNet", "random_holes", "SegNetAE", "ConvVAE", "kl_divergence", "VGG16_WIDTHS", "NARROW_WIDTHS"]
 
 
 @hookimpl
@@ -22,3 +23,7 @@ def xcf_register_latent_models(register) -> None:
                          "plus fixed max-pool indices; 29.5 M params (widths=(16, 32, 64, 128, 128): 1.8 M); detail_sigma as conv-ae")
     register("vae", ConvVAE,
              description="convolutional VAE (Kingma & Welling 2014), spatial latent 16 x S/16 x S/16, encode() gives the mean")
+    register("inpaint-unet", InpaintNet,
+             description="inpainter (U-Net, 16-32-64-128, dilated bottleneck): fills a hole with what a film "
+                         "without findings would show there; trained with 'xcf train inpainter'; the content "
+                         "model of the local-fill method")

@@ -152,6 +152,8 @@ def _run_variant(args, variant: str, queue) -> None:
             rows.append(d)
     else:
         method, config = variant_config(variant, args)
+        if method.latent_role == "inpainter" and not args.seed_sizes:  # local-fill: the pack's inpainter
+            lat = xcf.load_pack(args.pack).inpainter or lat
         ex = xcf.Explainer(classifier=clf, latent=lat, method=method, config=config)
         tgt = [clf.labels[t] for t in targets]
         t0 = time.perf_counter()

@@ -12,22 +12,34 @@
 3. the films that never flipped are searched again in the fallback saliency method's regions
    (``region.fallback``).
 
-:class:`LatentShift` replaces step 2's search with Latent Shift's line search.
+:class:`LatentShift` replaces step 2's search with Latent Shift's line search; :class:`LocalFill`
+replaces it with the pack's inpainter's fill of the region (and, with ``steps``, a search of the
+inpainter's latent from there).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .parts import Blend, Execution, LineSearch, Objective, Region, StopRule
+from .parts import (
+    Blend,
+    Execution,
+    Fill,
+    LineSearch,
+    Objective,
+    Region,
+    StopRule,
+    dilate_mask,
+    feather_mask,
+)
 
-__all__ = ["Method", "LatentShift", "Runs", "Problem"]
+__all__ = ["Method", "LatentShift", "LocalFill", "Runs", "Problem"]
 
 
 @dataclass
@@ -135,6 +147,10 @@ class Method:
     detail_gate: bool | Literal["auto"] = "auto"
     reference: str = ""
 
+    #: Which of a pack's models the method searches with when no latent model is given:
+    #: ``"latent"`` (the pack's latent model) or ``"inpainter"`` (the pack's inpainter).
+    latent_role: ClassVar[str] = "latent"
+
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ConfigError("a method needs a name")
@@ -201,20 +217,25 @@ class Method:
         todo = torch.arange(pb.x.shape[0], device=pb.x.device)
         todo = self._levels(pb, runs, todo, pb.saliency, models, z0)
         if pb.fallback is not None and todo.numel():
-            from ..optimize import resize_to
-
             # a second search in the fallback method's regions; the results show the map used
-            xc = resize_to(pb.x[todo], pb.classifier.input_size)
-            sal2 = pb.fallback(pb.classifier, xc, pb.targets[todo])
-            if pb.check_images is not None:
-                from ..registry import component_label
-
-                pb.check_images(sal2, (len(todo), 1, xc.shape[-1], xc.shape[-1]),
-                                component_label(pb.fallback, "saliency"))
-            pb.saliency[todo] = resize_to(sal2.detach().float(), pb.x.shape[-1]).clamp(0, 1)
+            pb.saliency[todo] = self.fallback_saliency(pb, todo)
             runs.fallback[todo.cpu()] = True
             self._levels(pb, runs, todo, pb.saliency, models, z0)
         return runs
+
+    @staticmethod
+    def fallback_saliency(pb: Problem, todo: Tensor) -> Tensor:
+        """The fallback saliency method's maps of the films ``todo``, at the latent model's size."""
+        from ..optimize import resize_to
+
+        xc = resize_to(pb.x[todo], pb.classifier.input_size)
+        sal2 = pb.fallback(pb.classifier, xc, pb.targets[todo])
+        if pb.check_images is not None:
+            from ..registry import component_label
+
+            pb.check_images(sal2, (len(todo), 1, xc.shape[-1], xc.shape[-1]),
+                            component_label(pb.fallback, "saliency"))
+        return resize_to(sal2.detach().float(), pb.x.shape[-1]).clamp(0, 1)
 
     def search_models(self, pb: Problem) -> tuple[tuple[Any, Any], Any]:
         """``((classifier, latent), z0)`` the loop differentiates: copies per ``execution`` (a
@@ -270,7 +291,7 @@ class Method:
             on_step = (None if pb.progress is None else
                        lambda step, p, i=i, n=steps: pb.progress(i, len(schedule), step, n, p))
             sal_l = Region.at_level(sal[todo], level, self.objective.mask_threshold)
-            mask = pb.locality.mask(sal_l).bool()
+            mask = self.region_mask(pb, sal_l)
             z0_t, x0_t, p0_t = z0.select(todo), pb.x0[todo], pb.p0[todo]
             blend = self.blend.weights(mask, pb.x[todo], x0_t)
             if blend is not None:
@@ -290,6 +311,11 @@ class Method:
             if todo.numel() == 0:
                 break
         return todo
+
+    def region_mask(self, pb: Problem, sal: Tensor) -> Tensor:
+        """The region of a level, ``(B, 1, S, S)`` bool, from its rescaled saliency: the locality
+        loss's mask."""
+        return pb.locality.mask(sal).bool()
 
     def search_level(self, pb: Problem, models: tuple[Any, Any], todo: Tensor, sal: Tensor,
                      initial: tuple[Any, Tensor, Tensor], blend: tuple[Tensor, Tensor] | None,
@@ -344,3 +370,180 @@ class LatentShift(Method):
             with torch.no_grad():
                 res.probs_counterfactual = classify(pb.classifier, res.counterfactual)
         return res
+
+
+@dataclass(frozen=True)
+class LocalFill(Method):
+    """The region filled with healthy anatomy: in each region level, the pack's inpainter (a latent
+    model with ``inpaint(x, hole)``, trained on films without findings) draws what the region would
+    show without a finding, from the rest of the film; the film keeps everything outside the region
+    (grown by ``fill.dilate``, feathered by ``fill.feather``). The region grows level by level until
+    the classifier no longer sees the finding (:meth:`run` says which level a film keeps). With
+    ``steps > 0``, a film that no fill flips, at any level of either map, is searched from the fill
+    of the largest region of the region's own map, in the inpainter's latent (Adam on its
+    bottleneck, the objective's loss, at most ``steps`` updates at ``lr``): a last resort, for
+    findings too diffuse for the inpainter to draw a film without them.
+
+    The region comes from the classifier being explained; the content from a model that never saw
+    a finding (Chang et al., ICLR 2019: generative infilling; RadEdit, Pérez-García et al., ECCV
+    2024: mask-confined edits of chest X-rays).
+
+    The last-resort search renders the fill as drawn (``m * D(z) + (1 - m) * x``): ``fill.shrink``,
+    ``fill.one_sign`` and ``fill.detail`` apply to the fills of the levels.
+
+    Attributes:
+        fill: The filled region's dilation and soft edge, and how a fill becomes the change
+            (:class:`~xcf.methods.Fill`).
+    """
+
+    fill: Fill = field(default_factory=Fill)
+    latent_role: ClassVar[str] = "inpainter"
+
+    def settings(self) -> dict[str, Any]:  # noqa: D102
+        out = super().settings()
+        for k, v in dataclasses.asdict(self.fill).items():
+            out[f"fill.{k}"] = v
+        return out
+
+    def search_models(self, pb: Problem) -> tuple[tuple[Any, Any], Any]:  # noqa: D102
+        from ..registry import component_label
+
+        if not callable(getattr(pb.latent, "inpaint", None)) or not callable(getattr(pb.latent, "encode_masked", None)):
+            raise ConfigError(
+                f"method {self.name!r} needs an inpainter as its latent model (inpaint(x, hole) and "
+                f"encode_masked(x, hole)), got {component_label(pb.latent, 'latent')}; use a pack with "
+                "one (xcf train inpainter ... --pack PACK --role inpainter) or latent='inpaint-unet' weights")
+        return Method.search_models(self.replace(detail_gate=False), pb)
+
+    def region_mask(self, pb: Problem, sal: Tensor) -> Tensor:  # noqa: D102
+        return dilate_mask(super().region_mask(pb, sal), self.fill.dilate)
+
+    def run(self, pb: Problem) -> Runs:
+        """The region levels, then the fallback's, then the last-resort search. Unlike a gradient
+        search, a film whose fill takes the target below the decision threshold but not the whole
+        stop rule (a lower stop probability, ``off_target``) goes on to the next region too; a film
+        keeps the first result that meets the whole rule, else the first below the decision
+        threshold, else the first; films below none are searched (``steps > 0``)."""
+        models, _ = self.search_models(pb)
+        runs = Runs(pb.x, pb.p0)
+        grade = torch.full((pb.x.shape[0],), -1, dtype=torch.long, device=pb.x.device)
+        todo = self._fill_levels(pb, runs, grade, torch.arange(pb.x.shape[0], device=pb.x.device),
+                                 pb.saliency, models)
+        sal0 = pb.saliency.clone()
+        if pb.fallback is not None and todo.numel():
+            sal = pb.saliency.clone()
+            sal[todo] = self.fallback_saliency(pb, todo)
+            todo = self._fill_levels(pb, runs, grade, todo, sal, models, fallback=True)
+        last = todo[grade[todo] < 1]
+        if self.steps > 0 and last.numel():
+            # no fill flipped these films: search the inpainter's latent from the fill of the
+            # largest region of the region's own map, as a last resort
+            level = self.region.levels[-1]
+            sal_l = Region.at_level(sal0[last], level, self.objective.mask_threshold)
+            on_step = (None if pb.progress is None else
+                       lambda step, p: pb.progress(0, 1, step, self.steps, p))
+            res = self.search_level(pb, models, last, sal_l, None, None, self.steps, self.lr, None, on_step)
+            runs.record(last, res, self.region_mask(pb, sal_l), level)
+            runs.fallback[last.cpu()] = False
+            pb.saliency[last] = sal0[last]
+        return runs
+
+    def _fill_levels(self, pb: Problem, runs: Runs, grade: Tensor, todo: Tensor, sal: Tensor,
+                     models: tuple[Any, Any], fallback: bool = False) -> Tensor:
+        """Fill the films ``todo`` level by level; ``grade`` (per film: -1 nothing yet, 0 not
+        flipped, 1 flipped, 2 met the stop rule) decides which level's result a film keeps.
+        Returns the films that never met the stop rule."""
+        schedule = self.region.schedule(self.steps, self.lr)
+        for i, (level, steps, lr) in enumerate(schedule):
+            on_step = (None if pb.progress is None else
+                       lambda step, p, i=i, n=steps: pb.progress(i, len(schedule), step, n, p))
+            sal_l = Region.at_level(sal[todo], level, self.objective.mask_threshold)
+            mask = self.region_mask(pb, sal_l)
+            res = self.search_level(pb, models, todo, sal_l, None, None, 0, lr, None, on_step)
+            rows = torch.arange(len(todo), device=pb.x.device)
+            p_t = res.probs_counterfactual[rows, pb.targets[todo]]
+            met = torch.tensor([s == "stopped-early" for s in res.status], device=pb.x.device)
+            g = torch.where(met, 2, torch.where(p_t < pb.decision_threshold, 1, 0))
+            better = g > grade[todo]
+            if bool(better.any()):
+                j = better.nonzero().flatten()
+                idx = todo[j]
+                runs.record(idx, _rows_of(res, j), mask[j], level)
+                grade[idx] = g[j]
+                if fallback:
+                    runs.fallback[idx.cpu()] = True
+                    pb.saliency[idx] = sal[idx]
+            todo = todo[grade[todo] < 2]
+            if todo.numel() == 0:
+                break
+        return todo
+
+    def search_level(self, pb, models, todo, sal, initial, blend, steps, lr, z_start, on_step=None):  # noqa: D102
+        from ..optimize import OptimizationResult, classify, optimize_latent
+        from .parts import Reference
+
+        clf_s, lat_s = models
+        x = pb.x[todo]
+        targets = pb.targets[todo]
+        m = feather_mask(self.region_mask(pb, sal).float(), self.fill.feather)
+        with torch.no_grad():
+            z_fill = lat_s.encode_masked(x, m)  # the soft edge counts as hole too
+            fill = lat_s.decode(z_fill).float()
+            if pb.check_images is not None:
+                from ..registry import component_label
+
+                pb.check_images(fill, tuple(x.shape), f"{component_label(pb.latent, 'latent')} inpaint()")
+            ref = Reference.of(pb.p_in[todo], targets)
+            rows = torch.arange(len(todo), device=x.device)
+            cf = p = reached = None
+            for detail in self.fill.detail:  # a film keeps the first fill that meets the stop rule
+                cf_d = (x + self.fill.change(fill, x, m, detail)).clamp(0, 1)
+                p_d = classify(pb.classifier, cf_d)
+                ok = self.stop.reached(p_d, ref)
+                if cf is None:
+                    cf, p, reached = cf_d, p_d, ok
+                    continue
+                flipped = p[rows, targets] < pb.decision_threshold
+                take = (~reached & ok) | (~reached & ~flipped & (p_d[rows, targets] < pb.decision_threshold))
+                cf = torch.where(take.view(-1, 1, 1, 1), cf_d, cf)
+                p = torch.where(take.view(-1, 1), p_d, p)
+                reached = reached | ok
+        B = len(todo)
+        res = OptimizationResult(
+            # no reconstruction step: the film itself is what the fill changes (as with a residual blend)
+            reconstruction=x, counterfactual=cf, probs_reconstruction=pb.p_in[todo],
+            probs_counterfactual=p, steps=torch.zeros(B, dtype=torch.long),
+            losses=torch.full((0, B), float("nan")),
+            status=["stopped-early" if r else "ran-all-steps" for r in reached.tolist()], seconds=0.0,
+            latent=z_fill)
+        if steps <= 0 or bool(reached.all()):
+            return res
+        # search the inpainter's latent from the fill, for the films the fill did not flip
+        idx = (~reached).nonzero().flatten()
+        sub = idx.tolist()
+        z0 = z_fill.select(sub)
+        base = (1 - m[idx]) * x[idx]
+        more = optimize_latent(clf_s, lat_s, x[idx], targets[idx], sal[idx], pb.locality,
+                               objective=self.objective, stop=self.stop, steps=steps, lr=lr,
+                               bf16=self.uses_bf16(pb.x.device), initial=(z0, cf[idx], p[idx]),
+                               blend=(m[idx], base), check_classifier=pb.classifier, on_step=on_step)
+        res.counterfactual[idx] = more.counterfactual
+        res.probs_counterfactual[idx] = more.probs_counterfactual
+        res.steps[idx] = more.steps.cpu()
+        res.losses = torch.full((more.losses.shape[0], B), float("nan"), device=more.losses.device)
+        res.losses[:, idx] = more.losses
+        for j, b in enumerate(sub):
+            res.status[b] = more.status[j]
+        return res
+
+
+def _rows_of(res: Any, j: Tensor) -> Any:
+    """The rows ``j`` of an :class:`~xcf.optimize.OptimizationResult` (its images, probabilities,
+    steps, losses and status)."""
+    sub = dataclasses.replace(res)
+    for name in ("reconstruction", "counterfactual", "probs_reconstruction", "probs_counterfactual"):
+        setattr(sub, name, getattr(res, name)[j])
+    sub.steps = res.steps[j.cpu()]
+    sub.losses = res.losses[:, j.to(res.losses.device)]
+    sub.status = [res.status[k] for k in j.tolist()]
+    return sub

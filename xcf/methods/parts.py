@@ -25,7 +25,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..filters import gaussian_blur
 
-__all__ = ["Objective", "Views", "Region", "Blend", "StopRule", "Execution", "LineSearch", "Reference",
+__all__ = ["Objective", "Views", "Region", "Blend", "Fill", "StopRule", "Execution", "LineSearch", "Reference",
            "feather_mask", "blend_base", "stable_sigmoid"]
 
 
@@ -329,6 +329,75 @@ class Blend:
             return None
         m = feather_mask(mask.float(), self.feather)
         return m, blend_base(self.kind, m, x, x_rec)
+
+
+def dilate_mask(mask: Tensor, pixels: int) -> Tensor:
+    """Grow a ``(B, 1, H, W)`` bool mask by ``pixels`` (a disk), ``0``: unchanged."""
+    if pixels <= 0:
+        return mask
+    r = int(pixels)
+    yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+    disk = ((yy**2 + xx**2) <= r * r).to(torch.float32).to(mask.device)[None, None]
+    grown = torch.nn.functional.conv2d(mask.float(), disk, padding=r)
+    return grown > 0.5
+
+
+@dataclass(frozen=True)
+class Fill:
+    """What a fill method puts into the region: what the pack's inpainter, trained on films without
+    findings, draws there from the rest of the film (:class:`~xcf.methods.LocalFill`).
+
+    Attributes:
+        dilate: Pixels the region grows by before it is filled: the saliency marks where the
+            evidence is strongest, the finding's edge lies a little outside it.
+        feather: Gaussian sigma (pixels) of the soft edge between the fill and the film.
+        shrink: Differences between the fill and the film smaller than this are not a change
+            (soft threshold: ``sign(d) * max(|d| - shrink, 0)``): the inpainter redraws healthy
+            tissue in the region with an error of its own (grain, fine vessels), which is not the
+            finding. 0: the fill as it is.
+        one_sign: Keep only the change in the direction of the fill's mean change over the region
+            (a finding is an opacity or a lucency, its removal darkens or brightens).
+        detail: The fills tried, in order, per film and region level: for each sigma > 0 the film
+            keeps its own detail finer than a Gaussian of that sigma (pixels) in the region
+            (``blur(fill) + x - blur(x)``: the fill replaces the region's shading, the film keeps
+            its ribs, vessels and grain); 0 is the fill as drawn (an inpainter draws the mean of
+            what could be there, so lung comes out without its markings). A film takes the first
+            that meets the stop rule, else the first the classifier calls absent, else the first.
+    """
+
+    dilate: int = 4
+    feather: float = 2.0
+    shrink: float = 0.0
+    one_sign: bool = False
+    detail: tuple[float, ...] = (0.0,)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dilate, bool) or not isinstance(self.dilate, int) or not 0 <= self.dilate <= 64:
+            raise ConfigError(f"fill dilate must be an integer in 0..64 pixels, got {self.dilate!r}")
+        if not 0 <= self.feather <= 64:
+            raise ConfigError(f"fill feather must be in [0, 64] pixels, got {self.feather}")
+        if not 0 <= self.shrink < 1:
+            raise ConfigError(f"fill shrink must be in [0, 1), got {self.shrink}")
+        if not isinstance(self.one_sign, bool):
+            raise ConfigError(f"fill one_sign must be true or false, got {self.one_sign!r}")
+        det = (self.detail,) if isinstance(self.detail, (int, float)) else tuple(self.detail)
+        if not det or any(isinstance(v, bool) or not 0 <= v <= 16 for v in det):
+            raise ConfigError(f"fill detail must be sigmas in [0, 16] pixels, e.g. (2.0, 0.0), got {self.detail!r}")
+        object.__setattr__(self, "detail", tuple(float(v) for v in det))
+
+    def change(self, fill: Tensor, x: Tensor, m: Tensor, detail: float = 0.0) -> Tensor:
+        """The change ``m * d`` a fill makes to films ``x`` in the feathered region ``m``, with
+        ``d = fill - x`` (blurred by ``detail`` px: the film keeps its finer detail) shrunk and
+        kept to one sign per :attr:`shrink` and :attr:`one_sign`."""
+        d = fill - x
+        if detail > 0:  # only the shading changes: blur(fill) + (x - blur(x)) - x
+            d = gaussian_blur(d, detail, radius=max(1, int(round(3 * detail))), padding="replicate")
+        if self.shrink > 0:
+            d = torch.sign(d) * (d.abs() - self.shrink).clamp_min(0)
+        if self.one_sign:
+            s = torch.sign((d * m).flatten(1).sum(1)).view(-1, *([1] * (d.dim() - 1)))
+            d = torch.where(d * s > 0, d, torch.zeros_like(d))
+        return m * d
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Training of classifiers and latent models, writing safetensors + a manifest entry.
 
-``xcf train classifier|autoencoder|vae --data DATA --out WEIGHTS_DIR --name NAME [...]``
+``xcf train classifier|autoencoder|vae|inpainter --data DATA --out WEIGHTS_DIR --name NAME [...]``
 
 ``DATA`` is one of:
 
@@ -16,7 +16,9 @@ symmetric). Classifiers use BCE with per-finding positive weights (class imbalan
 one-cycle schedule, and keep the epoch with the best validation mean ROC AUC. Latent models use
 ``MSE + 0.5 L1`` (plus ``beta * KL`` for the VAE) and, when ``--classifier`` names a weight entry, a
 consistency term that keeps the classifier's probabilities and features of the reconstruction equal to
-those of the input (this is what keeps the reconstruction shift small). A checkpoint is written every
+those of the input (this is what keeps the reconstruction shift small). An inpainter learns from
+films without findings only (``--healthy``, implied) to fill random holes (:func:`train_inpainter`).
+A checkpoint is written every
 epoch (``--resume`` continues from it). At the end the best weights go to ``OUT/NAME.safetensors``
 and a manifest entry with the command, data, licence and measured metrics goes to ``OUT/manifest.json``.
 """
@@ -55,7 +57,8 @@ from ..filters import gaussian_blur
 from ..interfaces import Latent
 from ..metrics import roc_auc, ssim
 
-__all__ = ["TrainData", "load_training_data", "train_classifier", "train_latent", "augment",
+__all__ = ["TrainData", "load_training_data", "train_classifier", "train_latent", "train_inpainter",
+           "fill_metrics", "augment",
            "gaussian_blur", "degradation_shift", "update_manifest", "PHANTOM_TEST_SEED"]
 
 logger = logging.getLogger(__name__)
@@ -160,8 +163,11 @@ def train_val_indices(ds, val_fraction: float, seed: int,
 
 def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: int = 224,
                        split: str | None = "train", eval_split: str | None = "test",
-                       val_fraction: float = 0.1, seed: int = 0, limit: int | None = None) -> TrainData:
-    """Read a ``--data`` spec (see module docstring) into memory."""
+                       val_fraction: float = 0.1, seed: int = 0, limit: int | None = None,
+                       healthy: bool = False) -> TrainData:
+    """Read a ``--data`` spec (see module docstring) into memory. ``healthy``: only films without
+    any finding (phantoms drawn with none; a folder's rows whose labels are all 0), for an inpainter
+    that must never learn to draw a finding."""
     from ..data import CheXpertDataset, FolderDataset
 
     if spec.startswith("phantom"):
@@ -174,8 +180,9 @@ def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: 
         except ValueError:
             raise ConfigError(f"bad data spec {spec!r}; expected phantom:N or phantom:N:SEED") from None
         n_val = max(200, n // 10)
-        tr = PhantomDataset(n, seed=pseed, size=size)
-        va = PhantomDataset(n_val, seed=pseed + 1, size=size)
+        none = () if healthy else None
+        tr = PhantomDataset(n, seed=pseed, size=size, findings=none)
+        va = PhantomDataset(n_val, seed=pseed + 1, size=size, findings=none)
         te = PhantomDataset(500, seed=PHANTOM_TEST_SEED, size=size)
         tx, ty = _stack(tr, desc="train")
         vx, vy = _stack(va, desc="val")
@@ -185,8 +192,8 @@ def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: 
             keep = [lab.index(lbl) for lbl in labels]
             ty, vy, ey, lab = ty[:, keep], vy[:, keep], ey[:, keep], tuple(labels)
         return TrainData(spec, lab, tx, ty, vx, vy, ex, ey, PHANTOM_LICENCE,
-                         f"{n} generated phantoms (seed {pseed}), validation {n_val} (seed {pseed + 1}), "
-                         f"test 500 (seed {PHANTOM_TEST_SEED})")
+                         f"{n} generated phantoms{' without findings' if healthy else ''} (seed {pseed}), "
+                         f"validation {n_val} (seed {pseed + 1}), test 500 (seed {PHANTOM_TEST_SEED})")
     path = Path(spec)
     if path.is_file() and path.suffix.lower() == ".csv":
         ds = CheXpertDataset(path.parent, path.name, labels=labels or None, size=size)
@@ -201,6 +208,11 @@ def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: 
         raise DataError(f"{spec}: not a folder with labels.csv, a CheXpert csv, or phantom:N; "
                         "accepted: phantom:N[:SEED], DIR (with labels.csv), PATH/train.csv")
     tr_idx, va_idx = train_val_indices(ds, val_fraction, seed, limit)
+    if healthy:  # rows whose labels are all 0 (read from labels.csv, no image decoded)
+        normal = _all_negative(ds)
+        tr_idx, va_idx = [i for i in tr_idx if normal[i]], [i for i in va_idx if normal[i]]
+        if not tr_idx or not va_idx:
+            raise DataError(f"{spec}: no films without findings in split {split!r} for --healthy")
     tx, ty = _stack(ds, tr_idx, desc="train")
     vx, vy = _stack(ds, va_idx, desc="val")
     ex = ey = None
@@ -211,8 +223,18 @@ def load_training_data(spec: str, *, labels: Sequence[str] | None = None, size: 
             t_idx = sorted(rng.permutation(len(test))[:max(limit // 5, 8)].tolist())
         ex, ey = _stack(test, t_idx, desc="test")
     return TrainData(str(spec), tuple(ds.labels), tx, ty, vx, vy, ex, ey, _licence_of(root),
-                     f"{root.name}: split {split!r} ({len(tr_idx)} train / {len(va_idx)} val by patient, "
+                     f"{root.name}: split {split!r} ({len(tr_idx)} train / {len(va_idx)} val by patient"
+                     f"{', films without findings only' if healthy else ''}, "
                      f"seed {seed}), test split {eval_split!r}")
+
+
+def _all_negative(ds) -> list[bool]:
+    """Per row of a folder or CheXpert dataset: whether every label is 0 (unknown counts as not)."""
+    ys = getattr(ds, "targets", None)
+    if ys is None:
+        raise DataError(f"{type(ds).__name__} has no label table to select films without findings")
+    ys = torch.as_tensor(ys, dtype=torch.float32)
+    return [bool(v) for v in (ys == 0).all(dim=1).tolist()]
 
 
 # -- augmentation ------------------------------------------------------------------------------
@@ -610,6 +632,89 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
     return metrics
 
 
+def fill_metrics(model, x_u8: Tensor, device: torch.device, *, seed: int = 0,
+                 batch_size: int = 32) -> dict[str, float]:
+    """How well an inpainter fills seeded random holes in held-out films: mean absolute error
+    and PSNR inside the holes, and the share of the film the holes cover."""
+    from xcf_autoencoders.inpaint import random_holes
+
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    err = sq = area = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x_u8), batch_size):
+            x = _float(x_u8[i:i + batch_size], device)
+            hole = random_holes(len(x), x.shape[-1], gen).to(device)
+            y = model.inpaint(x, hole).float()
+            n = hole.sum().clamp_min(1)
+            err += float(((y - x).abs() * hole).sum() / n) * len(x)
+            sq += float((((y - x) ** 2) * hole).sum() / n) * len(x)
+            area += float(hole.mean()) * len(x)
+    n = len(x_u8)
+    return {"mae_in_hole": round(err / n, 5), "psnr_in_hole_db": round(10 * math.log10(1 / max(sq / n, 1e-10)), 2),
+            "hole_share": round(area / n, 4)}
+
+
+def train_inpainter(model, data: TrainData, *, epochs: int, batch_size: int = 16, lr: float = 2e-3,
+                    seed: int = 0, device: str = "auto", schedule_epochs: int | None = None,
+                    checkpoint: Path | None = None, resume: bool = False, augment_train: bool = True,
+                    log=print) -> dict[str, Any]:
+    """Train an inpainter (:class:`xcf_autoencoders.InpaintNet`) on films without findings.
+
+    Each batch gets seeded random holes (:func:`xcf_autoencoders.random_holes`); the loss is the
+    mean absolute error inside the holes plus a tenth of it over the whole film (the film around
+    the hole is given, so this only keeps the output's borders calm). Model selection: the lowest
+    validation ``mae_in_hole`` (:func:`fill_metrics`, holes seeded the same every epoch)."""
+    from xcf_autoencoders.inpaint import random_holes
+
+    dev = _device(device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model.to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(data.train_x) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=max(1, (schedule_epochs or epochs) * steps_per_epoch), pct_start=0.1)
+    start_epoch, best, best_state = 0, {"val_score": float("inf"), "epoch": -1}, {}
+    if resume and checkpoint is not None and checkpoint.is_file():
+        start_epoch, best, best_state = _load_checkpoint(checkpoint, model, opt, sched)
+        log(f"resumed from {checkpoint} at epoch {start_epoch}")
+    history = []
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        model.train()
+        gen.manual_seed(seed * 1000 + epoch)
+        bar = _progress(len(data.train_x), f"epoch {epoch + 1}/{epochs}")
+        total = 0.0
+        for idx in _batches(len(data.train_x), batch_size, gen):
+            x = _float(data.train_x[idx], dev)
+            if augment_train:
+                x = augment(x, gen, rotate=3.0, scale=0.03, exposure=0.05)
+            hole = random_holes(len(x), x.shape[-1], gen).to(dev)
+            y = model.inpaint(x, hole).float()
+            err = (y - x).abs()
+            loss = (err * hole).sum() / hole.sum().clamp_min(1) + 0.1 * err.mean()
+            total += _optimizer_step(opt, sched, loss) * len(idx)
+            bar.update(len(idx))
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.close()
+        val = fill_metrics(model, data.val_x, dev, seed=seed + 1)
+        rec = {"epoch": epoch + 1, "train_loss": round(total / len(data.train_x), 5), "val": val,
+               "seconds": round(time.perf_counter() - t0, 1)}
+        history.append(rec)
+        log(json.dumps(rec))
+        if val["mae_in_hole"] < best["val_score"]:
+            best = {"val_score": val["mae_in_hole"], "epoch": epoch + 1, "val": val}
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, opt, sched, epoch + 1, best, best_state)
+    if best_state:
+        model.load_state_dict(best_state)
+    metrics: dict[str, Any] = {"best_epoch": best["epoch"], "val": best.get("val"), "history": history}
+    model.to("cpu").eval()
+    return metrics
+
+
 # -- manifest ----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -711,9 +816,9 @@ def _save_weights(model, out_dir: Path, name: str) -> tuple[str, str]:
 # -- CLI ---------------------------------------------------------------------------------------
 
 def _add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a classifier, autoencoder or VAE and write weights + manifest entry",
+    p = sub.add_parser("train", help="train a classifier, autoencoder, VAE or inpainter and write weights + manifest entry",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["classifier", "autoencoder", "vae"])
+    p.add_argument("what", choices=["classifier", "autoencoder", "vae", "inpainter"])
     p.add_argument("--data", required=True, help="phantom:N[:SEED], a folder with labels.csv, or a CheXpert csv")
     p.add_argument("--out", required=True, help="weights folder (manifest.json is updated there)")
     p.add_argument("--name", required=True, help="weights entry name, e.g. pneumonia-small-cnn")
@@ -739,12 +844,15 @@ def _add_parser(sub) -> None:
     p.add_argument("--feature-weight", type=float, default=0.01,
                    help="weight of the relative CAM-layer feature error (default 0.01)")
     p.add_argument("--beta", type=float, default=1e-3, help="VAE KL weight")
+    p.add_argument("--healthy", action="store_true",
+                   help="train on films without any finding only (phantoms drawn with none; rows whose "
+                        "labels are all 0); always on for 'inpainter'")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--degrade", type=float, default=0.0,
                    help="classifier only (refused otherwise): probability of the blur and of the noise augmentation of "
                         "image quality (default 0: no degradation; README, Shipped packs)")
     p.add_argument("--pack", help="add the weights to this pack")
-    p.add_argument("--role", choices=["classifier", "latent", "alt-latent", "oracle"],
+    p.add_argument("--role", choices=["classifier", "latent", "alt-latent", "oracle", "inpainter"],
                    help="role in --pack (alt-latent: an alternative latent model, listed in the pack's "
                         "'latents' and chosen with latent=NAME / --latent NAME; the default stays)")
     p.add_argument("--pack-description")
@@ -772,12 +880,14 @@ def _run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     data = load_training_data(args.data, labels=labels, size=args.size, split=args.split or None,
                               eval_split=args.eval_split or None, val_fraction=args.val_fraction,
-                              seed=args.seed, limit=args.limit)
+                              seed=args.seed, limit=args.limit,
+                              healthy=args.healthy or args.what == "inpainter")
     print(f"data: {json.dumps(data.summary())}", flush=True)
     reg = get_registry()
     ckpt = out / ".checkpoints" / f"{args.name}.ckpt.safetensors"
     kind = "classifier" if args.what == "classifier" else "latent"
-    arch = args.arch or {"classifier": "small-cnn", "autoencoder": "segnet-ae", "vae": "vae"}[args.what]
+    arch = args.arch or {"classifier": "small-cnn", "autoencoder": "segnet-ae", "vae": "vae",
+                         "inpainter": "inpaint-unet"}[args.what]
     if kind == "classifier":
         arch_args = {"labels": list(data.labels), "input_size": args.size, **arch_args}
     else:
@@ -793,6 +903,13 @@ def _run(args: argparse.Namespace) -> int:
                                    schedule_epochs=args.schedule_epochs,
                                    resume=args.resume, augment_train=not args.no_augment,
                                    degrade=args.degrade, channels_last=args.channels_last, log=log)
+    elif args.what == "inpainter":
+        if not hasattr(model, "inpaint"):
+            raise ConfigError(f"--arch {arch} has no inpaint(x, hole) method; inpainters: inpaint-unet")
+        metrics = train_inpainter(model, data, epochs=args.epochs, batch_size=args.batch_size or 16,
+                                  lr=args.lr or 2e-3, seed=args.seed, device=args.device,
+                                  schedule_epochs=args.schedule_epochs, checkpoint=ckpt,
+                                  resume=args.resume, augment_train=not args.no_augment, log=log)
     else:
         clf = load_component(args.classifier, out) if args.classifier else None
         metrics = train_latent(model, data, epochs=args.epochs, batch_size=args.batch_size or 16,
@@ -811,7 +928,9 @@ def _run(args: argparse.Namespace) -> int:
         "sha256": digest,
         "kind": kind,
         "component": arch,
-        "args": arch_args if kind == "latent" else {k: v for k, v in arch_args.items()},
+        # an inpainter records every constructor argument (its defaults are not part of the weights)
+        "args": (model.config() if args.what == "inpainter" else arch_args) if kind == "latent"
+        else {k: v for k, v in arch_args.items()},
         "labels": list(data.labels) if kind == "classifier" else None,
         "input": {"size": args.size, "channels": 1, "range": [0, 1], "dtype": "float32",
                   "aspect": "crop"},

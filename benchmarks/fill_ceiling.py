@@ -1,0 +1,68 @@
+"""What the pack's inpainter can do when it is given the right region: on test phantoms, the
+finding's true mask (grown by ``--dilate`` px, feathered 2 px) is filled, and the classifier, the
+independent oracle and the removal score judge the result. This separates the two things a fill
+method can get wrong: the region (found from the classifier) and the content (the inpainter).
+
+    python benchmarks/fill_ceiling.py --n 40
+
+Prints one line per finding and one for all: mean classifier p before/after, the share the
+classifier calls absent, the share the oracle calls absent (of the films it sees positive; it has
+no Nodule), and the mean removal (1: the true counterfactual inside the finding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=40, help="test phantoms (the bench's first N cases)")
+    p.add_argument("--dilate", type=int, default=4, help="pixels the true mask grows by before the fill")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    import xcf
+    from xcf.bench.counterfactuals import _oracle_probs, phantom_cases
+    from xcf.methods.parts import dilate_mask, feather_mask
+    from xcf.metrics import removal
+    from xcf.optimize import classify
+
+    pack = xcf.load_pack("phantom")
+    inp = pack.inpainter
+    if inp is None:
+        print("pack 'phantom' has no inpainter (xcf train inpainter ... --role inpainter)", file=sys.stderr)
+        return 2
+    clf, oracle = pack.classifier, pack.oracle
+    per: dict[str, list[tuple[float, float, float, float, float]]] = {}
+    for case in phantom_cases(args.n, pack.labels, inp.input_size):
+        x, gt, true_cf = case.load()
+        x, gt, true_cf = x[None], gt[None].bool(), true_cf[None]
+        m = feather_mask(dilate_mask(gt, args.dilate).float(), 2.0)
+        with torch.no_grad():
+            cf = (m * inp.inpaint(x, m) + (1 - m) * x).clamp(0, 1)
+            k = pack.labels.index(case.target)
+            p_in, p_cf = float(classify(clf, x)[0, k]), float(classify(clf, cf)[0, k])
+        o_in = float(_oracle_probs(oracle, x, [case.target])[0])
+        o_cf = float(_oracle_probs(oracle, cf, [case.target])[0])
+        rem = float(removal(cf, x, true_cf, gt)[0])
+        per.setdefault(case.target, []).append((p_in, p_cf, o_in, o_cf, rem))
+    print(f"true mask + {args.dilate} px, filled by {pack.entry['inpainter']}, {args.n} test phantoms")
+    print(f"{'finding':18s} {'n':>3s} {'p in':>6s} {'p fill':>7s} {'absent':>7s} {'oracle absent (seen)':>21s} {'removal':>8s}")
+    rows = [(k, v) for k, v in per.items()] + [("all", [r for v in per.values() for r in v])]
+    for name, rs in rows:
+        t = torch.tensor(rs)
+        seen = t[:, 2] >= 0.5
+        oracle_abs = float((t[seen, 3] < 0.5).float().mean()) if bool(seen.any()) else float("nan")
+        print(f"{name:18s} {len(rs):3d} {t[:, 0].mean():6.3f} {t[:, 1].mean():7.3f} "
+              f"{(t[:, 1] < 0.5).float().mean():7.3f} {oracle_abs:14.3f} ({int(seen.sum()):2d}) "
+              f"{t[:, 4].nanmean():8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
