@@ -288,10 +288,7 @@ class Method:
         goal = min(pb.decision_threshold, self.stop.probability or pb.decision_threshold)
         schedule = self.region.schedule(self.steps, self.lr)
         for i, (level, steps, lr) in enumerate(schedule):
-            on_step = (None if pb.progress is None else
-                       lambda step, p, i=i, n=steps: pb.progress(i, len(schedule), step, n, p))
-            sal_l = Region.at_level(sal[todo], level, self.objective.mask_threshold)
-            mask = self.region_mask(pb, sal_l)
+            on_step, sal_l, mask = self._level_inputs(pb, sal[todo], level, i, len(schedule), steps)
             z0_t, x0_t, p0_t = z0.select(todo), pb.x0[todo], pb.p0[todo]
             blend = self.blend.weights(mask, pb.x[todo], x0_t)
             if blend is not None:
@@ -311,6 +308,15 @@ class Method:
             if todo.numel() == 0:
                 break
         return todo
+
+    def _level_inputs(self, pb: Problem, sal: Tensor, level: float, i: int, n_levels: int,
+                      steps: int) -> tuple[Any, Tensor, Tensor]:
+        """For region level ``i`` of ``n_levels``: the progress callback of its search, the
+        saliency rescaled to the level and its region."""
+        on_step = (None if pb.progress is None else
+                   lambda step, p: pb.progress(i, n_levels, step, steps, p))
+        sal_l = Region.at_level(sal, level, self.objective.mask_threshold)
+        return on_step, sal_l, self.region_mask(pb, sal_l)
 
     def region_mask(self, pb: Problem, sal: Tensor) -> Tensor:
         """The region of a level, ``(B, 1, S, S)`` bool, from its rescaled saliency: the locality
@@ -455,10 +461,7 @@ class LocalFill(Method):
         Returns the films that never met the stop rule."""
         schedule = self.region.schedule(self.steps, self.lr)
         for i, (level, steps, lr) in enumerate(schedule):
-            on_step = (None if pb.progress is None else
-                       lambda step, p, i=i, n=steps: pb.progress(i, len(schedule), step, n, p))
-            sal_l = Region.at_level(sal[todo], level, self.objective.mask_threshold)
-            mask = self.region_mask(pb, sal_l)
+            on_step, sal_l, mask = self._level_inputs(pb, sal[todo], level, i, len(schedule), steps)
             res = self.search_level(pb, models, todo, sal_l, None, None, 0, lr, None, on_step)
             rows = torch.arange(len(todo), device=pb.x.device)
             p_t = res.probs_counterfactual[rows, pb.targets[todo]]

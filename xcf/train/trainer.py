@@ -538,6 +538,36 @@ def _cam_features(classifier, x: Tensor) -> tuple[Tensor, Tensor]:
     return logits, (feats[-1] if feats else logits)
 
 
+def _schedule_and_resume(model, opt, lr: float, total_steps: int, checkpoint: Path | None, resume: bool,
+                         log) -> tuple[Any, int, dict[str, Any], dict[str, Tensor]]:
+    """The one-cycle schedule of a latent model's or inpainter's training, and where it starts:
+    ``(scheduler, first epoch, best so far, best weights)``, from the checkpoint with ``resume``."""
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.1)
+    start_epoch, best, best_state = 0, {"val_score": float("inf"), "epoch": -1}, {}
+    if resume and checkpoint is not None and checkpoint.is_file():
+        start_epoch, best, best_state = _load_checkpoint(checkpoint, model, opt, sched)
+        log(f"resumed from {checkpoint} at epoch {start_epoch}")
+    return sched, start_epoch, best, best_state
+
+
+def _end_epoch(model, opt, sched, epoch: int, train_loss: float, t0: float, val: dict[str, Any], score: float,
+               history: list, best: dict[str, Any], best_state: dict[str, Tensor], checkpoint: Path | None,
+               log) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Log an epoch of a latent model's or inpainter's training, keep its weights when ``score``
+    (lower is better) beats the best so far, and write the checkpoint; returns the best and its
+    weights."""
+    rec = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val": val,
+           "seconds": round(time.perf_counter() - t0, 1)}
+    history.append(rec)
+    log(json.dumps(rec))
+    if score < best["val_score"]:
+        best = {"val_score": score, "epoch": epoch + 1, "val": val}
+        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if checkpoint is not None:
+        _save_checkpoint(checkpoint, model, opt, sched, epoch + 1, best, best_state)
+    return best, best_state
+
+
 def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, lr: float = 1e-3,
                  seed: int = 0, device: str = "auto", schedule_epochs: int | None = None,
                  classifier=None, consistency_weight: float = 0.02,
@@ -561,12 +591,8 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
         classifier.to(dev, memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(len(data.train_x) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=max(1, (schedule_epochs or epochs) * steps_per_epoch), pct_start=0.1)
-    start_epoch, best, best_state = 0, {"val_score": float("inf"), "epoch": -1}, {}
-    if resume and checkpoint is not None and checkpoint.is_file():
-        start_epoch, best, best_state = _load_checkpoint(checkpoint, model, opt, sched)
-        log(f"resumed from {checkpoint} at epoch {start_epoch}")
+    sched, start_epoch, best, best_state = _schedule_and_resume(
+        model, opt, lr, (schedule_epochs or epochs) * steps_per_epoch, checkpoint, resume, log)
     history = []
     is_vae = hasattr(model, "encode_distribution")
     with frozen(classifier) if classifier is not None else contextlib.nullcontext():
@@ -611,15 +637,8 @@ def train_latent(model, data: TrainData, *, epochs: int, batch_size: int = 16, l
             bar.close()
             val = reconstruction_metrics(model, data.val_x, dev, classifier)
             score = val["mse"] + (val.get("prob_shift_mean", 0.0) * 0.01 if classifier is not None else 0.0)
-            rec = {"epoch": epoch + 1, "train_loss": round(total / len(data.train_x), 5), "val": val,
-                   "seconds": round(time.perf_counter() - t0, 1)}
-            history.append(rec)
-            log(json.dumps(rec))
-            if score < best["val_score"]:
-                best = {"val_score": score, "epoch": epoch + 1, "val": val}
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if checkpoint is not None:
-                _save_checkpoint(checkpoint, model, opt, sched, epoch + 1, best, best_state)
+            best, best_state = _end_epoch(model, opt, sched, epoch, total / len(data.train_x), t0, val, score,
+                                          history, best, best_state, checkpoint, log)
     if best_state:
         model.load_state_dict(best_state)
     metrics: dict[str, Any] = {"best_epoch": best["epoch"], "val": best.get("val"), "history": history}
@@ -673,12 +692,8 @@ def train_inpainter(model, data: TrainData, *, epochs: int, batch_size: int = 16
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(data.train_x) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=max(1, (schedule_epochs or epochs) * steps_per_epoch), pct_start=0.1)
-    start_epoch, best, best_state = 0, {"val_score": float("inf"), "epoch": -1}, {}
-    if resume and checkpoint is not None and checkpoint.is_file():
-        start_epoch, best, best_state = _load_checkpoint(checkpoint, model, opt, sched)
-        log(f"resumed from {checkpoint} at epoch {start_epoch}")
+    sched, start_epoch, best, best_state = _schedule_and_resume(
+        model, opt, lr, (schedule_epochs or epochs) * steps_per_epoch, checkpoint, resume, log)
     history = []
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
@@ -699,15 +714,8 @@ def train_inpainter(model, data: TrainData, *, epochs: int, batch_size: int = 16
             bar.set_postfix(loss=f"{loss.item():.4f}")
         bar.close()
         val = fill_metrics(model, data.val_x, dev, seed=seed + 1)
-        rec = {"epoch": epoch + 1, "train_loss": round(total / len(data.train_x), 5), "val": val,
-               "seconds": round(time.perf_counter() - t0, 1)}
-        history.append(rec)
-        log(json.dumps(rec))
-        if val["mae_in_hole"] < best["val_score"]:
-            best = {"val_score": val["mae_in_hole"], "epoch": epoch + 1, "val": val}
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, opt, sched, epoch + 1, best, best_state)
+        best, best_state = _end_epoch(model, opt, sched, epoch, total / len(data.train_x), t0, val,
+                                      val["mae_in_hole"], history, best, best_state, checkpoint, log)
     if best_state:
         model.load_state_dict(best_state)
     metrics: dict[str, Any] = {"best_epoch": best["epoch"], "val": best.get("val"), "history": history}
