@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import xcf
     from xcf.bench.counterfactuals import _oracle_probs, phantom_cases
-    from xcf.methods.parts import dilate_mask, feather_mask
-    from xcf.metrics import removal
+    from xcf.methods.parts import feather_mask
+    from xcf.metrics import dilate, removal
     from xcf.optimize import classify
 
     pack = xcf.load_pack(args.pack)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in phantom_cases(args.n, pack.labels, inp.input_size):
         x, gt, true_cf = case.load()
         x, gt, true_cf = x[None], gt[None].bool(), true_cf[None]
-        m = feather_mask(dilate_mask(gt, args.dilate).float(), 2.0)
+        m = feather_mask(dilate(gt, args.dilate, "disk").float(), 2.0)
         with torch.no_grad():
             cf = (m * inp.inpaint(x, m) + (1 - m) * x).clamp(0, 1)
             k = pack.labels.index(case.target)

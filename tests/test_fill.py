@@ -12,7 +12,7 @@ from torch import Tensor, nn
 import xcf
 from xcf.errors import ConfigError
 from xcf.methods import Fill, LocalFill, Region, StopRule
-from xcf.methods.parts import dilate_mask
+from xcf.metrics import dilate
 
 
 class ConstantInpainter(xcf.LatentModel):
@@ -67,7 +67,7 @@ def test_the_region_grows_by_dilate_and_the_hole_the_inpainter_sees_is_that_regi
     cf = _explain(_fill(fill=Fill(dilate=2, feather=0.0)), lat)
     box = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
     box[..., 8:16, 8:16] = True
-    grown = dilate_mask(box, 2)
+    grown = dilate(box, 2, "disk")
     assert torch.equal(cf.mask, grown[0])
     assert int(cf.mask.sum()) == 8 * 8 + 4 * (8 * 2) + 4 * 1  # the box, 2 px each side, round corners
     assert torch.equal(lat.calls[-1].bool(), grown)  # the inpainter was asked to fill that region
@@ -142,14 +142,6 @@ def test_local_fill_is_registered_with_its_parts():
     assert m.settings()["fill.dilate"] == 4 and m.region.fallback == "gradcam++"
     with pytest.raises(ConfigError, match="fill dilate must be an integer"):
         Fill(dilate=-1)
-
-
-def test_dilate_mask_is_a_disk():
-    m = torch.zeros(1, 1, 9, 9, dtype=torch.bool)
-    m[0, 0, 4, 4] = True
-    d = dilate_mask(m, 2)[0, 0]
-    assert int(d.sum()) == 13 and bool(d[4, 2]) and not bool(d[2, 2])
-    assert torch.equal(dilate_mask(m, 0), m)
 
 
 # -- the inpainter -------------------------------------------------------------------------------

@@ -145,16 +145,8 @@ class Explainer:
 
             self.pack = pack if isinstance(pack, Pack) else load_pack(str(pack))
             classifier = classifier if classifier is not None else self.pack.classifier
-            if latent is None:
-                # a method that fills regions (local-fill) searches with the pack's inpainter
-                wants = getattr(self.method, "latent_role", "latent")
-                latent = self.pack.inpainter if wants == "inpainter" else None
-                if latent is None and wants == "inpainter":
-                    raise ConfigError(
-                        f"method {self.method.name!r} needs an inpainter and pack '{self.pack.name}' has none; "
-                        f"train one (xcf train inpainter --pack {self.pack.name} --role inpainter ...) or "
-                        "pick another method (xcf.list_methods())")
-                latent = latent if latent is not None else self.pack.latent
+            if latent is None:  # the pack's latent model, or its inpainter for local-fill
+                latent = self.pack.latent_for(self.method)
             elif isinstance(latent, str) and latent in self.pack.latent_names:
                 latent = self.pack.load_latent(latent)  # one of the pack's trained latent models
         self.classifier: Classifier = resolve("classifier", classifier, reg)

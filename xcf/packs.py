@@ -201,6 +201,24 @@ class Pack:
         ref = self.entry.get("inpainter")
         return load_component(ref, self.directory) if ref else None
 
+    def latent_for(self, method: Any):
+        """The model ``method`` searches with when none is given: the inpainter for a method whose
+        ``latent_role`` is ``"inpainter"`` (``local-fill``), else the default latent model.
+
+        Raises:
+            ConfigError: The method needs an inpainter and the pack has none.
+        """
+        if getattr(method, "latent_role", "latent") != "inpainter":
+            return self.latent
+        if self.inpainter is None:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                f"method {method.name!r} needs an inpainter and pack '{self.name}' has none; "
+                f"train one (xcf train inpainter --pack {self.name} --role inpainter ...) or "
+                "pick another method (xcf.list_methods())")
+        return self.inpainter
+
     def weights(self) -> dict[str, dict[str, Any]]:
         """Manifest entries of this pack's weights, by role (the alternative latent models as
         ``"latent:NAME"``)."""

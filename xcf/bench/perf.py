@@ -96,7 +96,9 @@ def seed_loop(classifier, latent, x: torch.Tensor, target: int, steps: int = 200
             "p_cf": p_cf, "steps": steps, "seconds": time.perf_counter() - t0}
 
 
-def _models(args) -> tuple[Any, Any, str]:
+def _models(args, method: Any = None) -> tuple[Any, Any, str]:
+    """``(classifier, latent model, description)``; with a pack, the model ``method`` searches
+    with (:meth:`xcf.packs.Pack.latent_for`: the inpainter for ``local-fill``)."""
     import xcf
     from xcf.registry import create
 
@@ -109,7 +111,8 @@ def _models(args) -> tuple[Any, Any, str]:
     pack = xcf.load_pack(args.pack)
     n_c = sum(p.numel() for p in pack.classifier.parameters()) / 1e6
     n_l = sum(p.numel() for p in pack.latent.parameters()) / 1e6
-    return pack.classifier, pack.latent, f"pack '{args.pack}' (classifier {n_c:.2f} M + latent {n_l:.2f} M params)"
+    lat = pack.latent if method is None else pack.latent_for(method)
+    return pack.classifier, lat, f"pack '{args.pack}' (classifier {n_c:.2f} M + latent {n_l:.2f} M params)"
 
 
 def _images(args, S: int) -> tuple[torch.Tensor, list[int]]:
@@ -139,7 +142,8 @@ def _run_variant(args, variant: str, queue) -> None:
     import xcf
     from xcf.metrics import share_inside
 
-    clf, lat, desc = _models(args)
+    method, config = (None, None) if variant == "seed-loop" else variant_config(variant, args)
+    clf, lat, desc = _models(args, method)
     x, targets = _images(args, lat.input_size)
     rows = []
     if variant == "seed-loop":
@@ -151,9 +155,6 @@ def _run_variant(args, variant: str, queue) -> None:
                  "p_cf": r["p_cf"]}
             rows.append(d)
     else:
-        method, config = variant_config(variant, args)
-        if method.latent_role == "inpainter" and not args.seed_sizes:  # local-fill: the pack's inpainter
-            lat = xcf.load_pack(args.pack).inpainter or lat
         ex = xcf.Explainer(classifier=clf, latent=lat, method=method, config=config)
         tgt = [clf.labels[t] for t in targets]
         t0 = time.perf_counter()

@@ -35,7 +35,6 @@ from .parts import (
     Objective,
     Region,
     StopRule,
-    dilate_mask,
     feather_mask,
 )
 
@@ -422,7 +421,9 @@ class LocalFill(Method):
         return Method.search_models(self.replace(detail_gate=False), pb)
 
     def region_mask(self, pb: Problem, sal: Tensor) -> Tensor:  # noqa: D102
-        return dilate_mask(super().region_mask(pb, sal), self.fill.dilate)
+        from ..metrics import dilate
+
+        return dilate(super().region_mask(pb, sal), self.fill.dilate, "disk")
 
     def run(self, pb: Problem) -> Runs:
         """The region levels, then the fallback's, then the last-resort search. Unlike a gradient

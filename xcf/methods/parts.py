@@ -280,8 +280,13 @@ def feather_mask(mask: Tensor, sigma: float) -> Tensor:
     """
     if sigma <= 0:
         return mask
-    out = gaussian_blur(mask, sigma, radius=max(1, int(round(3 * sigma))), padding="replicate")
-    return torch.maximum(mask, (2 * out).clamp(0, 1))
+    return torch.maximum(mask, (2 * _smooth(mask, sigma)).clamp(0, 1))
+
+
+def _smooth(x: Tensor, sigma: float) -> Tensor:
+    """A Gaussian blur of ``sigma`` pixels over ``round(3 sigma)`` (at least 1), edges replicated:
+    a region's soft edge, and a fill's change without its fine detail."""
+    return gaussian_blur(x, sigma, radius=max(1, int(round(3 * sigma))), padding="replicate")
 
 
 def blend_base(kind: str, mask: Tensor, x: Tensor, x_rec: Tensor) -> Tensor:
@@ -329,17 +334,6 @@ class Blend:
             return None
         m = feather_mask(mask.float(), self.feather)
         return m, blend_base(self.kind, m, x, x_rec)
-
-
-def dilate_mask(mask: Tensor, pixels: int) -> Tensor:
-    """Grow a ``(B, 1, H, W)`` bool mask by ``pixels`` (a disk), ``0``: unchanged."""
-    if pixels <= 0:
-        return mask
-    r = int(pixels)
-    yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
-    disk = ((yy**2 + xx**2) <= r * r).to(torch.float32).to(mask.device)[None, None]
-    grown = torch.nn.functional.conv2d(mask.float(), disk, padding=r)
-    return grown > 0.5
 
 
 @dataclass(frozen=True)
@@ -391,7 +385,7 @@ class Fill:
         kept to one sign per :attr:`shrink` and :attr:`one_sign`."""
         d = fill - x
         if detail > 0:  # only the shading changes: blur(fill) + (x - blur(x)) - x
-            d = gaussian_blur(d, detail, radius=max(1, int(round(3 * detail))), padding="replicate")
+            d = _smooth(d, detail)
         if self.shrink > 0:
             d = torch.sign(d) * (d.abs() - self.shrink).clamp_min(0)
         if self.one_sign:
