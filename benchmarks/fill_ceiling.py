@@ -7,7 +7,9 @@ method can get wrong: the region (found from the classifier) and the content (th
 
 Prints one line per finding and one for all: mean classifier p before/after, the share the
 classifier calls absent, the share the oracle calls absent (of the films it sees positive; it has
-no Nodule), and the mean removal (1: the true counterfactual inside the finding).
+no Nodule), the mean removal (1: the true counterfactual inside the finding), and the largest
+change of another finding's classifier probability made by the fill and by the true
+counterfactual itself (what a perfect removal moves the other findings by).
 
 On a folder of real films (no true masks) it asks the other question, whether a large fill itself
 looks like the finding: the first ``--n`` test films *without* the finding get a central box (the
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pack '{args.pack}' has no inpainter (xcf train inpainter ... --role inpainter)", file=sys.stderr)
         return 2
     clf, oracle = pack.classifier, pack.oracle
-    per: dict[str, list[tuple[float, float, float, float, float]]] = {}
+    per: dict[str, list[tuple[float, ...]]] = {}
     for case in phantom_cases(args.n, pack.labels, inp.input_size):
         x, gt, true_cf = case.load()
         x, gt, true_cf = x[None], gt[None].bool(), true_cf[None]
@@ -57,13 +59,17 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             cf = (m * inp.inpaint(x, m) + (1 - m) * x).clamp(0, 1)
             k = pack.labels.index(case.target)
-            p_in, p_cf = float(classify(clf, x)[0, k]), float(classify(clf, cf)[0, k])
+            probs = classify(clf, torch.cat([x, cf, true_cf]))
+            moved = (probs[1:] - probs[:1]).abs()
+            moved[:, k] = 0
+            p_in, p_cf = float(probs[0, k]), float(probs[1, k])
         o_in = float(_oracle_probs(oracle, x, [case.target])[0])
         o_cf = float(_oracle_probs(oracle, cf, [case.target])[0])
         rem = float(removal(cf, x, true_cf, gt)[0])
-        per.setdefault(case.target, []).append((p_in, p_cf, o_in, o_cf, rem))
+        per.setdefault(case.target, []).append((p_in, p_cf, o_in, o_cf, rem, float(moved[0].max()),
+                                                float(moved[1].max())))
     print(f"true mask + {args.dilate} px, filled by {pack.entry['inpainter']}, {args.n} test phantoms")
-    print(f"{'finding':18s} {'n':>3s} {'p in':>6s} {'p fill':>7s} {'absent':>7s} {'oracle absent (seen)':>21s} {'removal':>8s}")
+    print(f"{'finding':18s} {'n':>3s} {'p in':>6s} {'p fill':>7s} {'absent':>7s} {'oracle absent (seen)':>21s} {'removal':>8s} {'off-target fill / true':>22s}")
     rows = [(k, v) for k, v in per.items()] + [("all", [r for v in per.values() for r in v])]
     for name, rs in rows:
         t = torch.tensor(rs)
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         oracle_abs = float((t[seen, 3] < 0.5).float().mean()) if bool(seen.any()) else float("nan")
         print(f"{name:18s} {len(rs):3d} {t[:, 0].mean():6.3f} {t[:, 1].mean():7.3f} "
               f"{(t[:, 1] < 0.5).float().mean():7.3f} {oracle_abs:14.3f} ({int(seen.sum()):2d}) "
-              f"{t[:, 4].nanmean():8.3f}")
+              f"{t[:, 4].nanmean():8.3f} {t[:, 5].mean():14.3f} / {t[:, 6].mean():.3f}")
     return 0
 
 

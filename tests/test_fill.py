@@ -139,9 +139,11 @@ def test_a_pack_without_an_inpainter_says_how_to_train_one(tmp_path, monkeypatch
 def test_local_fill_is_registered_with_its_parts():
     m = xcf.get_method("local-fill")
     assert isinstance(m, LocalFill) and m.latent_role == "inpainter" and m.steps == 100
-    assert m.settings()["fill.dilate"] == 4 and m.region.fallback == "gradcam++"
+    assert m.settings()["fill.dilate"] == 4 and m.region.fallback == "gradcam++" and m.repair is True
     with pytest.raises(ConfigError, match="fill dilate must be an integer"):
         Fill(dilate=-1)
+    with pytest.raises(ConfigError, match="local-fill repair must be true or false, got 'yes'"):
+        m.replace(repair="yes")
 
 
 # -- the inpainter -------------------------------------------------------------------------------
@@ -229,3 +231,52 @@ def test_one_sign_keeps_the_fills_main_direction_and_detail_keeps_the_films_fine
     stripes = (cf[..., 1::2] - cf[..., 0::2])[..., 4:-4, 2:-2]
     assert float(stripes.mean()) == pytest.approx(0.05, abs=0.01)
     assert float((fine + Fill().change(flat, fine, m)).std()) == pytest.approx(0.0, abs=1e-6)
+
+
+# -- repair: a fill that flips the target but raises another finding ------------------------------
+
+class OpacityClassifier(RegionClassifier):
+    """Finding 0 as in RegionClassifier (bright box: present); finding 1 reads the same box as an
+    opacity when it is darker than ``dark`` (``gain * (dark - mean)``): a fill too dark takes
+    finding 0 away and raises finding 1."""
+
+    def __init__(self, dark: float) -> None:
+        super().__init__()
+        self.dark = dark
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = x[:, 0, 8:16, 8:16].mean(dim=(1, 2))
+        return self.gain * torch.stack([m - 0.5, self.dark - m], dim=1)
+
+
+def _repair_case(dark: float, **changes):
+    method = _fill(stop=StopRule(0.05, off_target=0.1), steps=60, lr=0.01, **changes)
+    ex = xcf.Explainer(classifier=OpacityClassifier(dark), latent=ConstantInpainter(0.0), saliency=BoxSaliency(),
+                       method=method)
+    return ex.explain(region_image(), 0)[0]
+
+
+def test_repair_searches_a_fill_that_raised_another_finding_until_the_whole_rule_is_met():
+    """The fill (grey 0) flips finding 0 but finding 1 goes from ~0 to 0.95. Searched from the fill,
+    with the other findings held to the input's probabilities (not the fill's), the grey rises into
+    the window where finding 0 stays below 0.05 and finding 1 is back within 0.1: grey in
+    (0.26, 0.35)."""
+    plain = _repair_case(0.15, repair=False)
+    assert plain.p_counterfactual < 0.05 and plain.probs_counterfactual[1] > 0.9 and plain.steps == 0
+    assert plain.status == "ran-all-steps"  # flipped, but not the whole rule
+    cf = _repair_case(0.15)
+    grey = float(cf.counterfactual[cf.mask][0])
+    assert cf.status == "stopped-early" and 0 < cf.steps <= 60
+    assert cf.p_counterfactual < 0.05 and abs(float(cf.probs_counterfactual[1] - cf.probs_input[1])) <= 0.1
+    assert 0.26 < grey < 0.354
+    assert torch.equal(cf.mask, plain.mask)  # searched in the region the film kept
+
+
+def test_repair_keeps_the_fill_where_no_search_meets_the_rule_and_counts_its_steps():
+    """Finding 1 reads any grey that takes finding 0 below 0.05 as an opacity: no search can meet
+    the rule, so the film keeps its fill (flipped), and the steps the searches spent are counted."""
+    plain = _repair_case(0.6, repair=False)
+    cf = _repair_case(0.6)
+    assert torch.equal(cf.counterfactual, plain.counterfactual) and cf.status == "ran-all-steps"
+    assert cf.steps == 2 * 60  # in the kept region, then in the largest: both ran every step
+    assert cf.p_counterfactual < 0.5

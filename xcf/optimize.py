@@ -226,6 +226,7 @@ def optimize_latent(
     z_start: Tensor | None = None,
     check_classifier: Classifier | None = None,
     on_step: Callable[[int, Tensor], None] | None = None,
+    reference: Tensor | None = None,
 ) -> OptimizationResult:
     """Search counterfactual latents for a batch, in one region.
 
@@ -254,6 +255,10 @@ def optimize_latent(
             channels-last copy, so that validity is the original's.
         on_step: ``on_step(step, p_target)`` after each step, with the target probabilities of
             the samples still searching (for a progress bar; one host sync per step).
+        reference: ``(B, K)`` probabilities the classification term and the stop rule's
+            ``off_target`` hold the other findings to (default: the start's, ``p0``, the seed's
+            reference); a search that starts from an edit already made (a fill) gives the
+            input's, so that what the edit did to the other findings is not taken as their start.
 
     Returns:
         An :class:`OptimizationResult`.
@@ -277,7 +282,7 @@ def optimize_latent(
                 p0 = classify(checker, x0)
         else:
             z0, x0, p0 = initial
-        ref = Reference.of(p0, targets)
+        ref = Reference.of(p0 if reference is None else reference, targets)
         if objective.one_sign:  # which way of brightness takes the finding away, per film
             region = blend[0] > 0 if blend is not None else saliency > objective.mask_threshold
             ref = Reference(ref.y, ref.targets, objective.sign(checker, x0, targets, region))

@@ -97,8 +97,8 @@ class Runs:
         self.losses: list[list[float]] = [[] for _ in range(B)]
         self.status = ["ran-all-steps"] * B
 
-    def record(self, idx: Tensor, res: Any, mask: Tensor, level: float) -> None:
-        """Store a level's result for the films ``idx``."""
+    def record(self, idx: Tensor, res: Any, mask: Tensor, level: float | Tensor) -> None:
+        """Store a level's result for the films ``idx`` (``level``: one, or one per film)."""
         self.reconstruction[idx] = res.reconstruction
         self.counterfactual[idx] = res.counterfactual
         self.mask[idx] = mask
@@ -107,7 +107,7 @@ class Runs:
         losses = res.losses.cpu()
         for j, b in enumerate(idx.tolist()):
             self.steps[b] += int(res.steps[j])
-            self.level[b] = level
+            self.level[b] = level[j] if isinstance(level, Tensor) else level
             self.losses[b] += [float(v) for v in losses[:, j] if v == v]
             self.status[b] = res.status[j]
 
@@ -393,16 +393,29 @@ class LocalFill(Method):
     a finding (Chang et al., ICLR 2019: generative infilling; RadEdit, Pérez-García et al., ECCV
     2024: mask-confined edits of chest X-rays).
 
-    The last-resort search renders the fill as drawn (``m * D(z) + (1 - m) * x``): ``fill.shrink``,
-    ``fill.one_sign`` and ``fill.detail`` apply to the fills of the levels.
+    The searches render the fill as drawn (``m * D(z) + (1 - m) * x``): ``fill.shrink``,
+    ``fill.one_sign`` and ``fill.detail`` apply to the fills of the levels. Their objective holds
+    the other findings to the input's probabilities, not to the fill's.
 
     Attributes:
         fill: The filled region's dilation and soft edge, and how a fill becomes the change
             (:class:`~xcf.methods.Fill`).
+        repair: With ``steps > 0``: a film whose fill takes the target below the decision
+            threshold but misses the rest of the stop rule (another finding moved by more than
+            ``stop.off_target``: a smooth fill read as an opacity; or the target above
+            ``stop.probability``) is searched from that fill in the region it kept, then, if that
+            does not meet the rule, from the fill of the largest region; it keeps a search only
+            where the search meets the rule, and otherwise its fill. Its steps count either way.
     """
 
     fill: Fill = field(default_factory=Fill)
+    repair: bool = True
     latent_role: ClassVar[str] = "inpainter"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.repair, bool):
+            raise ConfigError(f"local-fill repair must be true or false, got {self.repair!r}")
 
     def settings(self) -> dict[str, Any]:  # noqa: D102
         out = super().settings()
@@ -426,40 +439,77 @@ class LocalFill(Method):
         return dilate(super().region_mask(pb, sal), self.fill.dilate, "disk")
 
     def run(self, pb: Problem) -> Runs:
-        """The region levels, then the fallback's, then the last-resort search. Unlike a gradient
-        search, a film whose fill takes the target below the decision threshold but not the whole
-        stop rule (a lower stop probability, ``off_target``) goes on to the next region too; a film
-        keeps the first result that meets the whole rule, else the first below the decision
-        threshold, else the first; films below none are searched (``steps > 0``)."""
+        """The region levels, then the fallback's, then the searches. Unlike a gradient search, a
+        film whose fill takes the target below the decision threshold but not the whole stop rule
+        (a lower stop probability, ``off_target``) goes on to the next region too; a film keeps
+        the first result that meets the whole rule, else the first below the decision threshold,
+        else the first. Films below none are searched (``steps > 0``); with :attr:`repair`, films
+        below the threshold that miss the rest of the rule are searched in the region they kept,
+        and take the search only where it meets the rule."""
         models, _ = self.search_models(pb)
         runs = Runs(pb.x, pb.p0)
-        grade = torch.full((pb.x.shape[0],), -1, dtype=torch.long, device=pb.x.device)
-        todo = self._fill_levels(pb, runs, grade, torch.arange(pb.x.shape[0], device=pb.x.device),
+        B = pb.x.shape[0]
+        grade = torch.full((B,), -1, dtype=torch.long, device=pb.x.device)
+        kept = torch.zeros_like(pb.saliency)  # the rescaled saliency of the level each film keeps
+        todo = self._fill_levels(pb, runs, grade, kept, torch.arange(B, device=pb.x.device),
                                  pb.saliency, models)
         sal0 = pb.saliency.clone()
         if pb.fallback is not None and todo.numel():
             sal = pb.saliency.clone()
             sal[todo] = self.fallback_saliency(pb, todo)
-            todo = self._fill_levels(pb, runs, grade, todo, sal, models, fallback=True)
+            todo = self._fill_levels(pb, runs, grade, kept, todo, sal, models, fallback=True)
         last = todo[grade[todo] < 1]
         if self.steps > 0 and last.numel():
             # no fill flipped these films: search the inpainter's latent from the fill of the
             # largest region of the region's own map, as a last resort
             level = self.region.levels[-1]
             sal_l = Region.at_level(sal0[last], level, self.objective.mask_threshold)
-            on_step = (None if pb.progress is None else
-                       lambda step, p: pb.progress(0, 1, step, self.steps, p))
-            res = self.search_level(pb, models, last, sal_l, None, None, self.steps, self.lr, None, on_step)
+            res = self.search_level(pb, models, last, sal_l, None, None, self.steps, self.lr, None,
+                                    self._on_step(pb))
             runs.record(last, res, self.region_mask(pb, sal_l), level)
             runs.fallback[last.cpu()] = False
             pb.saliency[last] = sal0[last]
+        fix = todo[grade[todo] == 1]
+        if self.repair and self.steps > 0 and fix.numel():
+            # flipped, but another finding moved more than the rule allows: search from the fill,
+            # where the objective holds the other findings to the input's, in the region the film
+            # kept, then in the largest region of the region's own map
+            fix = self._repair(pb, models, runs, fix, kept[fix], runs.level[fix.cpu()])
+            if fix.numel():
+                level = self.region.levels[-1]
+                self._repair(pb, models, runs, fix, Region.at_level(sal0[fix], level, self.objective.mask_threshold),
+                             level, sal0)
         return runs
 
-    def _fill_levels(self, pb: Problem, runs: Runs, grade: Tensor, todo: Tensor, sal: Tensor,
-                     models: tuple[Any, Any], fallback: bool = False) -> Tensor:
+    def _repair(self, pb: Problem, models: tuple[Any, Any], runs: Runs, films: Tensor, sal: Tensor,
+                level: float | Tensor, sal0: Tensor | None = None) -> Tensor:
+        """Search ``films`` in the regions of ``sal`` and keep each search that meets the stop rule
+        (its region's ``level``; ``sal0``: the map it came from, for the films that were on the
+        fallback's). Returns the films it did not keep."""
+        res = self.search_level(pb, models, films, sal, None, None, self.steps, self.lr, None, self._on_step(pb))
+        met = torch.tensor([s == "stopped-early" for s in res.status], device=pb.x.device)
+        for j in (~met).nonzero().flatten().tolist():  # the steps count where it is not kept too
+            runs.steps[int(films[j])] += int(res.steps[j])
+        j = met.nonzero().flatten()
+        if j.numel():
+            idx = films[j]
+            runs.record(idx, _rows_of(res, j), self.region_mask(pb, sal[j]),
+                        level[j.cpu()] if isinstance(level, Tensor) else level)
+            if sal0 is not None:
+                runs.fallback[idx.cpu()] = False
+                pb.saliency[idx] = sal0[idx]
+        return films[~met]
+
+    def _on_step(self, pb: Problem) -> Any:
+        """The progress callback of a search after the region levels."""
+        return None if pb.progress is None else lambda step, p: pb.progress(0, 1, step, self.steps, p)
+
+    def _fill_levels(self, pb: Problem, runs: Runs, grade: Tensor, kept: Tensor, todo: Tensor,
+                     sal: Tensor, models: tuple[Any, Any], fallback: bool = False) -> Tensor:
         """Fill the films ``todo`` level by level; ``grade`` (per film: -1 nothing yet, 0 not
-        flipped, 1 flipped, 2 met the stop rule) decides which level's result a film keeps.
-        Returns the films that never met the stop rule."""
+        flipped, 1 flipped, 2 met the stop rule) decides which level's result a film keeps, and
+        ``kept`` gets that level's rescaled saliency. Returns the films that never met the stop
+        rule."""
         schedule = self.region.schedule(self.steps, self.lr)
         for i, (level, steps, lr) in enumerate(schedule):
             on_step, sal_l, mask = self._level_inputs(pb, sal[todo], level, i, len(schedule), steps)
@@ -474,6 +524,7 @@ class LocalFill(Method):
                 idx = todo[j]
                 runs.record(idx, _rows_of(res, j), mask[j], level)
                 grade[idx] = g[j]
+                kept[idx] = sal_l[j]
                 if fallback:
                     runs.fallback[idx.cpu()] = True
                     pb.saliency[idx] = sal[idx]
@@ -530,7 +581,8 @@ class LocalFill(Method):
         more = optimize_latent(clf_s, lat_s, x[idx], targets[idx], sal[idx], pb.locality,
                                objective=self.objective, stop=self.stop, steps=steps, lr=lr,
                                bf16=self.uses_bf16(pb.x.device), initial=(z0, cf[idx], p[idx]),
-                               blend=(m[idx], base), check_classifier=pb.classifier, on_step=on_step)
+                               blend=(m[idx], base), check_classifier=pb.classifier, on_step=on_step,
+                               reference=pb.p_in[todo][idx])
         res.counterfactual[idx] = more.counterfactual
         res.probs_counterfactual[idx] = more.probs_counterfactual
         res.steps[idx] = more.steps.cpu()
