@@ -42,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     import xcf
+    from xcf.methods import parse_variant
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pack", default="phantom")
     p.add_argument("--data", help="folder with labels.csv (pneumonia)")
     p.add_argument("--n", type=int, default=4, help="films (pneumonia: the first N of the test split)")
-    p.add_argument("--methods", default="seed,local-in-mask,local-fill")
+    p.add_argument("--methods", default="seed,local-in-mask,local-fill",
+                   help="registered methods or variants METHOD+KEY=VALUE, comma-separated")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             top[1].text(0.5, 0.5, "no true\ncounterfactual", ha="center", va="center", fontsize=7)
         for j, m in enumerate(methods):
-            cf = xcf.explain(x, finding, pack=pack, method=m)
+            cf = xcf.explain(x, finding, pack=pack, method=parse_variant(m)[0])
             c = cf.counterfactual[None]
             top[2 + j].imshow(c[0, 0], cmap="gray", vmin=0, vmax=1)
             top[2 + j].set_title(f"{m}\nclassifier {cf.p_counterfactual:.2f}, oracle {p_oracle(c, k):.2f}",

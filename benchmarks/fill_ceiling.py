@@ -11,10 +11,11 @@ no Nodule), the mean removal (1: the true counterfactual inside the finding), an
 change of another finding's classifier probability made by the fill and by the true
 counterfactual itself (what a perfect removal moves the other findings by).
 
-On a folder of real films (no true masks) it asks the other question, whether a large fill itself
-looks like the finding: the first ``--n`` test films *without* the finding get a central box (the
-lung fields: rows 30-200, columns 25-200 at 224 px) filled, and the classifier and the oracle say
-how many they call positive before and after.
+On a folder of real films (no true masks) it asks two other questions: does a large fill itself
+look like the finding (the first ``--n`` test films *without* it), and can a large fill take it away
+(the first ``--n`` *with* it)? Each film gets a central box (the lung fields: rows 30-200, columns
+25-200 at 224 px) filled, as drawn, only where the fill is darker than the film, and only where
+it is brighter; the classifier and the oracle say how many they call positive.
 
     python benchmarks/fill_ceiling.py --pack pneumonia --data $PNEUMONIA --n 16
 """
@@ -93,19 +94,21 @@ def _box(args) -> int:
         return 2
     target = pack.labels[0]
     ds = FolderDataset(args.data, split="test", labels=[target], size=inp.input_size)
-    idx = [i for i in range(len(ds)) if ds.targets[i, 0] == 0][:args.n]
-    x = torch.stack([ds[i][0] for i in idx])
     s = inp.input_size / 224
-    box = torch.zeros_like(x)
-    box[..., round(30 * s):round(200 * s), round(25 * s):round(200 * s)] = 1
-    with torch.no_grad():
-        cf = box * inp.inpaint(x, box) + (1 - box) * x
-        rows = [(name, (classify(model, x)[:, 0] >= 0.5).float().mean(), (classify(model, cf)[:, 0] >= 0.5).float().mean())
-                for name, model in (("classifier", clf), ("oracle", oracle))]
-    print(f"{len(idx)} {args.pack} test films without {target}, a central box ({float(box.mean()):.2f} of the "
-          f"film) filled by {pack.entry['inpainter']}: share called {target}")
-    for name, before, after in rows:
-        print(f"{name:10s} before {before:.3f}  after {after:.3f}")
+    print(f"the first {args.n} {args.pack} test films without and with {target}, a central box filled by "
+          f"{pack.entry['inpainter']}: share called {target} (classifier / oracle)")
+    for label in (0, 1):
+        x = torch.stack([ds[i][0] for i in range(len(ds)) if ds.targets[i, 0] == label][:args.n])
+        box = torch.zeros_like(x)
+        box[..., round(30 * s):round(200 * s), round(25 * s):round(200 * s)] = 1
+        with torch.no_grad():
+            d = box * (inp.inpaint(x, box) - x)
+            variants = {"input": x, "box filled": x + d, "darker only": x + d.clamp(max=0),
+                        "brighter only": x + d.clamp(min=0)}
+            print(f"{'with' if label else 'without'} {target} ({len(x)} films; box {float(box[0].mean()):.2f} of the film)")
+            for name, cf in variants.items():
+                shares = [float((classify(model, cf)[:, 0] >= 0.5).float().mean()) for model in (clf, oracle)]
+                print(f"  {name:14s} {shares[0]:.3f} / {shares[1]:.3f}")
     return 0
 
 
