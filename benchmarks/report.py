@@ -143,21 +143,21 @@ tail -n +2 R/rows.csv >> docs/results/pneumonia-matrix-rows.csv""",
         pack="phantom",
         title="Phantoms, faithfulness: 40 test phantoms, every method side by side in one run",
         about=("The first 40 test phantoms (8 of each finding), every method on the same films: the "
-               "seed's method, the default, `fast`, the Latent Shift baseline, `local-robust` (the "
-               "default with a flip that must survive small blurs, shifts and noise) and two variants "
-               "stopped deeper (`+stop__probability=0.05`) in one run; `local-fill` in a second run of "
-               "the same command on the same films, its rows appended. The oracle never takes part in "
-               "a search (`tests/test_bench.py`); it judges after. One thread per run, two or three "
-               "runs sharing the 2-core CPU."),
+               "seed's method, the default, `fast`, the Latent Shift baseline and `local-fill` in one "
+               "run; `local-robust` (the default with a flip that must survive small blurs, shifts and "
+               "noise) and two variants stopped deeper (`+stop__probability=0.05`) in an earlier run of "
+               "the same bench on the same films, their rows appended. The oracle never takes part in "
+               "a search (`tests/test_bench.py`); it judges after. One thread per run, two runs "
+               "sharing the 2-core CPU."),
         oracle=ORACLE_PHANTOM,
         oracle_blind=("Nodule",),
         locality="share_in_gt_dilated_l1",
         commands="""\
-xcf bench counterfactuals --n 40 --threads 1 --out P \\
-    --methods "fast,latent-shift,local-in-mask,local-in-mask+stop__probability=0.05,fast+stop__probability=0.05,seed,local-robust"
+xcf bench counterfactuals --n 40 --threads 1 --out P --methods seed,local-in-mask,fast,latent-shift,local-fill
 cp P/rows.csv docs/results/phantom-40-faithful-rows.csv
-xcf bench counterfactuals --n 40 --threads 1 --out R --methods local-fill
-tail -n +2 R/rows.csv >> docs/results/phantom-40-faithful-rows.csv""",
+xcf bench counterfactuals --n 40 --threads 1 --out V \\
+    --methods "local-robust,local-in-mask+stop__probability=0.05,fast+stop__probability=0.05"
+tail -n +2 V/rows.csv >> docs/results/phantom-40-faithful-rows.csv""",
         plot="phantom-40-faithful-validity-vs-locality.png",
         readme=("local-robust",),
     ),
@@ -166,19 +166,20 @@ tail -n +2 R/rows.csv >> docs/results/phantom-40-faithful-rows.csv""",
         pack="pneumonia",
         title="Pneumonia, faithfulness: 12 test films, every method side by side in one run",
         about=("The first 12 test films labelled pneumonia, in the data set's order, every method on the "
-               "same films: `local-fill` in a second run of the same command, its rows appended, the "
-               "others in one run. No ground truth: locality is the share of the change in the seed's "
-               "region. One thread per run, two or three runs sharing the 2-core CPU. " + PNEUMONIA_DATA),
+               "same films: the seed's method, the default, `fast`, the Latent Shift baseline and "
+               "`local-fill` in one run; `local-robust` in an earlier run of the same bench, its rows "
+               "appended. No ground truth: locality is the share of the change in the seed's "
+               "region. One thread per run, two runs sharing the 2-core CPU. " + PNEUMONIA_DATA),
         oracle=ORACLE_PNEUMONIA,
         oracle_blind=(),
         locality="share_in_ref_mask_l1",
         commands="""\
 xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --n 12 \\
-    --threads 1 --methods fast,latent-shift,local-in-mask,local-robust,seed --out Q
+    --threads 1 --methods seed,local-in-mask,fast,latent-shift,local-fill --out Q
 cp Q/rows.csv docs/results/pneumonia-12-faithful-rows.csv
-xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --n 12 \
-    --threads 1 --methods local-fill --out R
-tail -n +2 R/rows.csv >> docs/results/pneumonia-12-faithful-rows.csv""",
+xcf bench counterfactuals --data $PNEUMONIA --split test --target pneumonia --pack pneumonia --n 12 \\
+    --threads 1 --methods local-robust --out V
+tail -n +2 V/rows.csv >> docs/results/pneumonia-12-faithful-rows.csv""",
         plot="pneumonia-12-faithful-validity-vs-locality.png",
         omit=("off_target_max",),
         omit_note="The pneumonia classifier has one finding, so no other finding's probability can move.",
