@@ -280,3 +280,23 @@ def test_repair_keeps_the_fill_where_no_search_meets_the_rule_and_counts_its_ste
     assert torch.equal(cf.counterfactual, plain.counterfactual) and cf.status == "ran-all-steps"
     assert cf.steps == 2 * 60  # in the kept region, then in the largest: both ran every step
     assert cf.p_counterfactual < 0.5
+
+
+class EchoClassifier(RegionClassifier):
+    """Finding 1 is read from finding 0's own box (``gain * (mean - 0.6)``): a reading the finding
+    itself causes, as a consolidation also read as a nodule."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = x[:, 0, 8:16, 8:16].mean(dim=(1, 2))
+        return self.gain * torch.stack([m - 0.5, m - 0.6], dim=1)
+
+
+def test_repair_lets_a_reading_the_finding_caused_fall_with_it():
+    """The fill (grey 0) takes finding 0 away and finding 1 with it (0.98 -> 0), as the true
+    counterfactual would. That is no off-target rise: the film keeps its fill, and no search paints
+    finding 1 back."""
+    method = _fill(stop=StopRule(0.05, off_target=0.1), steps=60, lr=0.01)
+    ex = xcf.Explainer(classifier=EchoClassifier(), latent=ConstantInpainter(0.0), saliency=BoxSaliency(), method=method)
+    cf = ex.explain(region_image(), 0)[0]
+    assert cf.probs_input[1] > 0.95 and cf.probs_counterfactual[1] < 0.01 and cf.p_counterfactual < 0.05
+    assert torch.all(cf.counterfactual[cf.mask] == 0.0) and cf.steps == 0 and cf.status == "stopped-early"

@@ -76,7 +76,7 @@ LOCAL_FILL = LocalFill(
     "pack's inpainter (trained on films without findings) with what the film would show there; "
     "the smallest region whose fill takes p below 0.05 with the other findings within 0.1 of "
     "their start; a film no fill flips is searched from the fill of the largest region (Adam on the "
-    "inpainter's latent, lr 0.2, up to 100 steps), and one whose fill flips but moves another "
+    "inpainter's latent, lr 0.2, up to 100 steps), and one whose fill flips but raises another "
     "finding too far is searched from its fill, kept only where the search meets the rule",
     region=Region("saliency-in-gradcam++", _LEVELS, fallback="gradcam++"),
     stop=StopRule(0.05, off_target=0.1), steps=100, lr=0.2, fill=Fill(dilate=4, feather=2.0),

@@ -401,11 +401,15 @@ class LocalFill(Method):
         fill: The filled region's dilation and soft edge, and how a fill becomes the change
             (:class:`~xcf.methods.Fill`).
         repair: With ``steps > 0``: a film whose fill takes the target below the decision
-            threshold but misses the rest of the stop rule (another finding moved by more than
+            threshold but misses the rest of the stop rule (another finding raised by more than
             ``stop.off_target``: a smooth fill read as an opacity; or the target above
             ``stop.probability``) is searched from that fill in the region it kept, then, if that
             does not meet the rule, from the fill of the largest region; it keeps a search only
             where the search meets the rule, and otherwise its fill. Its steps count either way.
+            The search holds each other finding to the lower of the input's and the fill's
+            probability: a reading the finding itself caused (a consolidation also read as a
+            nodule) may fall with it, as it does in the true counterfactual, and is not painted
+            back; a finding the fill raised is brought down.
     """
 
     fill: Fill = field(default_factory=Fill)
@@ -474,19 +478,21 @@ class LocalFill(Method):
             # flipped, but another finding moved more than the rule allows: search from the fill,
             # where the objective holds the other findings to the input's, in the region the film
             # kept, then in the largest region of the region's own map
-            fix = self._repair(pb, models, runs, fix, kept[fix], runs.level[fix.cpu()])
+            hold = torch.minimum(pb.p_in, runs.probs_counterfactual)  # may fall with the target, not rise
+            fix = self._repair(pb, models, runs, fix, kept[fix], runs.level[fix.cpu()], hold)
             if fix.numel():
                 level = self.region.levels[-1]
                 self._repair(pb, models, runs, fix, Region.at_level(sal0[fix], level, self.objective.mask_threshold),
-                             level, sal0)
+                             level, hold, sal0)
         return runs
 
     def _repair(self, pb: Problem, models: tuple[Any, Any], runs: Runs, films: Tensor, sal: Tensor,
-                level: float | Tensor, sal0: Tensor | None = None) -> Tensor:
-        """Search ``films`` in the regions of ``sal`` and keep each search that meets the stop rule
-        (its region's ``level``; ``sal0``: the map it came from, for the films that were on the
-        fallback's). Returns the films it did not keep."""
-        res = self.search_level(pb, models, films, sal, None, None, self.steps, self.lr, None, self._on_step(pb))
+                level: float | Tensor, hold: Tensor, sal0: Tensor | None = None) -> Tensor:
+        """Search ``films`` in the regions of ``sal``, the other findings held to ``hold`` ``(B, K)``,
+        and keep each search that meets the stop rule (its region's ``level``; ``sal0``: the map it
+        came from, for the films that were on the fallback's). Returns the films it did not keep."""
+        res = self.search_level(pb, models, films, sal, None, None, self.steps, self.lr, None, self._on_step(pb),
+                                reference=hold[films])
         met = torch.tensor([s == "stopped-early" for s in res.status], device=pb.x.device)
         for j in (~met).nonzero().flatten().tolist():  # the steps count where it is not kept too
             runs.steps[int(films[j])] += int(res.steps[j])
@@ -533,7 +539,11 @@ class LocalFill(Method):
                 break
         return todo
 
-    def search_level(self, pb, models, todo, sal, initial, blend, steps, lr, z_start, on_step=None):  # noqa: D102
+    def search_level(self, pb, models, todo, sal, initial, blend, steps, lr, z_start, on_step=None,
+                     reference=None):
+        """Fill the regions of ``sal`` for the films ``todo`` and, with ``steps``, search the films
+        the fill did not bring to the stop rule from it; ``reference`` ``(len(todo), K)``: the
+        probabilities the other findings are held to (default: the input's)."""
         from ..optimize import OptimizationResult, classify, optimize_latent
         from .parts import Reference
 
@@ -548,7 +558,8 @@ class LocalFill(Method):
                 from ..registry import component_label
 
                 pb.check_images(fill, tuple(x.shape), f"{component_label(pb.latent, 'latent')} inpaint()")
-            ref = Reference.of(pb.p_in[todo], targets)
+            p_ref = pb.p_in[todo] if reference is None else reference
+            ref = Reference.of(p_ref, targets)
             rows = torch.arange(len(todo), device=x.device)
             cf = p = reached = None
             for detail in self.fill.detail:  # a film keeps the first fill that meets the stop rule
@@ -582,7 +593,7 @@ class LocalFill(Method):
                                objective=self.objective, stop=self.stop, steps=steps, lr=lr,
                                bf16=self.uses_bf16(pb.x.device), initial=(z0, cf[idx], p[idx]),
                                blend=(m[idx], base), check_classifier=pb.classifier, on_step=on_step,
-                               reference=pb.p_in[todo][idx])
+                               reference=p_ref[idx])
         res.counterfactual[idx] = more.counterfactual
         res.probs_counterfactual[idx] = more.probs_counterfactual
         res.steps[idx] = more.steps.cpu()
