@@ -153,7 +153,7 @@ tail -n +2 R/rows.csv >> docs/results/pneumonia-matrix-rows.csv""",
         oracle_blind=("Nodule",),
         locality="share_in_gt_dilated_l1",
         commands="""\
-xcf bench counterfactuals --n 40 --threads 1 --out P --methods seed,local-in-mask,fast,latent-shift,local-fill
+xcf bench counterfactuals --n 40 --threads 1 --out P --methods local-fill,seed,local-in-mask,fast,latent-shift
 cp P/rows.csv docs/results/phantom-40-faithful-rows.csv
 xcf bench counterfactuals --n 40 --threads 1 --out V \\
     --methods "local-robust,local-in-mask+stop__probability=0.05,fast+stop__probability=0.05"
