@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     import xcf
+    from xcf.errors import ConfigError
     from xcf.methods import parse_variant
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     pack = xcf.load_pack(args.pack)
     size = pack.latent.input_size
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:  # every method named before any work, so a bad one costs nothing
+        built = {m: parse_variant(m)[0] for m in methods}
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     films = list(_films(args, pack, size))
     cols = 2 + len(methods)
     fig, axes = plt.subplots(2 * len(films), cols, figsize=(2.4 * cols, 2.5 * 2 * len(films)))
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             top[1].text(0.5, 0.5, "no true\ncounterfactual", ha="center", va="center", fontsize=7)
         for j, m in enumerate(methods):
-            cf = xcf.explain(x, finding, pack=pack, method=parse_variant(m)[0])
+            cf = xcf.explain(x, finding, pack=pack, method=built[m])
             c = cf.counterfactual[None]
             top[2 + j].imshow(c[0, 0], cmap="gray", vmin=0, vmax=1)
             top[2 + j].set_title(f"{m}\nclassifier {cf.p_counterfactual:.2f}, oracle {p_oracle(c, k):.2f}",

@@ -36,9 +36,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import xcf
     from xcf.bench.counterfactuals import phantom_cases
+    from xcf.errors import ConfigError
     from xcf.methods import parse_variant
     from xcf.optimize import classify
 
+    try:  # every method named before any work, so a bad one costs nothing
+        methods = [(spec, parse_variant(spec)[0]) for spec in (m.strip() for m in args.methods.split(",")) if spec]
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     pack = xcf.load_pack("phantom")
     cases = phantom_cases(args.n, pack.labels, 224)
     films = [case.load() for case in cases]
@@ -56,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
           "share of films above 0.1)")
     print(f"{'method':32s} {'from the input':>20s} {'from the true counterfactual':>30s}")
     rows = [("true counterfactual", p_true)]
-    for spec in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        ex = xcf.Explainer(pack=pack, method=parse_variant(spec)[0])
+    for spec, method in methods:
+        ex = xcf.Explainer(pack=pack, method=method)
         probs = []
         for i in range(0, len(films), args.batch):
             chunk = films[i:i + args.batch]

@@ -395,7 +395,8 @@ class LocalFill(Method):
 
     The searches render the fill as drawn (``m * D(z) + (1 - m) * x``): ``fill.shrink``,
     ``fill.one_sign`` and ``fill.detail`` apply to the fills of the levels. Their objective holds
-    the other findings to the input's probabilities, not to the fill's.
+    the other findings to the input's probabilities (the repair's: the lower of the input's and the
+    fill's), never to the fill's alone.
 
     Attributes:
         fill: The filled region's dilation and soft edge, and how a fill becomes the change
@@ -475,9 +476,9 @@ class LocalFill(Method):
             pb.saliency[last] = sal0[last]
         fix = todo[grade[todo] == 1]
         if self.repair and self.steps > 0 and fix.numel():
-            # flipped, but another finding moved more than the rule allows: search from the fill,
-            # where the objective holds the other findings to the input's, in the region the film
-            # kept, then in the largest region of the region's own map
+            # flipped, but another finding rose more than the rule allows (or the target stayed
+            # above the stop probability): search from the fill in the region the film kept, then
+            # in the largest region of the region's own map
             hold = torch.minimum(pb.p_in, runs.probs_counterfactual)  # may fall with the target, not rise
             fix = self._repair(pb, models, runs, fix, kept[fix], runs.level[fix.cpu()], hold)
             if fix.numel():
@@ -494,8 +495,7 @@ class LocalFill(Method):
         res = self.search_level(pb, models, films, sal, None, None, self.steps, self.lr, None, self._on_step(pb),
                                 reference=hold[films])
         met = torch.tensor([s == "stopped-early" for s in res.status], device=pb.x.device)
-        for j in (~met).nonzero().flatten().tolist():  # the steps count where it is not kept too
-            runs.steps[int(films[j])] += int(res.steps[j])
+        runs.steps[films[~met].cpu()] += res.steps[(~met).cpu()]  # the steps count where it is not kept too
         j = met.nonzero().flatten()
         if j.numel():
             idx = films[j]
