@@ -5,7 +5,9 @@
         NEWNAME), into OUT/rows.csv and OUT/run.json (the first folder source's settings); then
         `xcf bench counterfactuals --summary-only --out OUT` writes the tables and plots.
         A (method, case) pair may come from one source only. --common keeps only the cases every
-        merged method has (e.g. the seed's first 100 of 200 beside variants run on 100).
+        merged method has (e.g. the seed's first 100 of 200 beside variants run on 100). --first N
+        keeps the first N cases in the order the rows list them (a table of the first 40 phantoms
+        from runs on 200).
     python benchmarks/rows.py levels ROWS.csv
         per method: n, valid, the final region level's counts, and the films that needed the
         region fallback (the `region_fallback` column, or for rows written before it existed,
@@ -46,7 +48,7 @@ def _by_method(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
     return by
 
 
-def merge(out: Path, specs: list[str], common: bool = False) -> int:
+def merge(out: Path, specs: list[str], common: bool = False, first: int | None = None) -> int:
     try:
         from xcf.bench.counterfactuals import METHODS
     except ImportError:
@@ -78,6 +80,10 @@ def merge(out: Path, specs: list[str], common: bool = False) -> int:
         print(f"--common: {len(keep)} cases in every method, {len(rows) - sum(r['case'] in keep for r in rows)} "
               "rows of other cases left out", file=sys.stderr)
         rows = [r for r in rows if r["case"] in keep]
+    if first is not None:  # the first N cases, in the rows' order
+        keep = set(list(dict.fromkeys(r["case"] for r in rows))[:first])
+        rows = [r for r in rows if r["case"] in keep]
+        print(f"--first {first}: {len(rows)} rows of {len(keep)} cases", file=sys.stderr)
     pairs = collections.Counter((r["method"], r["case"]) for r in rows)
     twice = [p for p, k in pairs.items() if k > 1]
     if twice:
@@ -90,7 +96,7 @@ def merge(out: Path, specs: list[str], common: bool = False) -> int:
     names = dict.fromkeys(r["method"] for r in rows)
     run["methods"] = {m: METHODS[m].components() if m in METHODS else "" for m in names}
     run["command"] = "python benchmarks/rows.py merge " + " ".join(
-        [str(out), *specs, *(["--common"] if common else [])])
+        [str(out), *specs, *(["--common"] if common else []), *([f"--first {first}"] if first is not None else [])])
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     return 0
 
@@ -187,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("specs", nargs="+")
     m.add_argument("--common", action="store_true",
                    help="keep only the cases that every merged method has")
-    m.set_defaults(run=lambda a: merge(a.out, a.specs, a.common))
+    m.add_argument("--first", type=int, metavar="N", help="keep only the first N cases, in the rows' order")
+    m.set_defaults(run=lambda a: merge(a.out, a.specs, a.common, a.first))
     lv = sub.add_parser("levels")
     lv.add_argument("rows", type=Path)
     lv.set_defaults(run=lambda a: levels(a.rows))

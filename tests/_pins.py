@@ -29,6 +29,8 @@ def compute(keys: list[str]) -> dict[str, dict]:
         if (seed, finding) not in images:
             images[seed, finding] = generate_case(int(seed), findings=[finding], size=224).image
         overrides = {"stop_probability": float(stop[0])} if stop else {}
+        if method == "local-exemplar":  # the phantom pack has no bank: 32 phantoms drawn without findings
+            overrides["latent"] = _phantom_bank()
         cf = xcf.explain(images[seed, finding], finding, pack=pack, method=method, steps=25, **overrides)
         k = cf.labels.index(finding)
         out[key] = {"p_target": float(cf.probs_counterfactual[k]),
@@ -37,6 +39,15 @@ def compute(keys: list[str]) -> dict[str, dict]:
                     "abs_change": float((cf.counterfactual - cf.input).abs().sum()),
                     "cf_mean": float(cf.counterfactual.mean()), "mask_px": int(cf.mask.sum())}
     return out
+
+
+def _phantom_bank():
+    from xcf_autoencoders import ExemplarInpainter
+
+    from xcf.data.phantoms import generate_case
+
+    films = torch.stack([generate_case(920000 + i, findings=[], size=224).image for i in range(32)])
+    return ExemplarInpainter(films, input_size=224)
 
 
 if __name__ == "__main__":

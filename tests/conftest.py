@@ -44,5 +44,14 @@ def analytic():
     return RegionClassifier(), IdentityLatent(), BoxSaliency()
 
 
+@pytest.fixture
+def kermany_dir() -> Path:
+    """The pediatric pneumonia films (``$XCF_DATA_DIR/kermany-pneumonia-224``); the test is skipped,
+    with the reason, where they are absent."""
+    if not (PNEUMONIA / "labels.csv").is_file():
+        pytest.skip(f"real data set not found at {PNEUMONIA} (set XCF_DATA_DIR)")
+    return PNEUMONIA
+
+
 def pytest_report_header(config):
     return f"xcf {xcf.__version__}; shared data: {'present' if PNEUMONIA.exists() else 'absent'}; cpus {os.cpu_count()}"

@@ -4,6 +4,7 @@ have the right shape and sane values (not good values: the pack is barely traine
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -69,6 +70,9 @@ def tiny_pack(tmp_path_factory):
     inp = reg.create("latent", "inpaint-unet", **args)
     train_inpainter(inp, data, epochs=1, device="cpu", log=quiet)
     save(inp, "inpainter", "latent", "inpaint-unet", args, "inpainter")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["packs"]["phantom"]["exemplars"] = {"component": "exemplar-bank", "data": "phantom:16:11"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     torch.set_num_threads(threads)
     return out
 
@@ -86,11 +90,17 @@ def _num(v: str) -> float:
 def test_quick_counterfactual_benchmark(tiny_pack, tmp_path, monkeypatch, capsys):
     import xcf
     from xcf.bench.counterfactuals import COLUMNS, METHODS, QUICK_N, default_methods
+    from xcf.packs import load_pack
 
     QUICK_METHODS = default_methods()
     assert set(xcf.list_methods()) | {"global", "pixel"} == set(QUICK_METHODS)  # --quick runs every method
-
     monkeypatch.setenv("XCF_WEIGHTS_DIR", str(tiny_pack))
+    # ... that the pack has the content for: all of them here (the tiny pack has an inpainter and a
+    # bank); a pack without a bank leaves local-exemplar out
+    pack = load_pack("phantom")
+    assert default_methods(pack) == QUICK_METHODS
+    del pack.entry["exemplars"]
+    assert set(QUICK_METHODS) - set(default_methods(pack)) == {"local-exemplar"}
     out = tmp_path / "bench"
     assert main(["bench", "counterfactuals", "--quick", "--out", str(out), "--steps", "8"]) == 0
     for name in ("rows.csv", "summary.md", "summary.csv", "run.json", "validity_vs_locality.png",
@@ -386,6 +396,17 @@ def test_rows_script_merges_relabels_and_counts(rows_script, tmp_path, capsys):
     assert "preset-local: n 1, valid 1.000, final level {'0.5': 1}, region grown 1, fallback 1" in text
 
 
+def test_rows_script_keeps_the_first_cases_of_the_merged_rows(rows_script, tmp_path):
+    (tmp_path / "a.csv").write_text("method,case,validity\nseed,c0,1\nseed,c1,0\nseed,c2,1\n")
+    (tmp_path / "b.csv").write_text("method,case,validity\nfast,c0,1\nfast,c1,1\nfast,c2,0\nfast,c3,0\n")
+    out = tmp_path / "m"
+    assert rows_script.main(["merge", str(out), f"{tmp_path / 'a.csv'}:seed", f"{tmp_path / 'b.csv'}:fast",
+                             "--first", "2"]) == 0
+    assert [(r["method"], r["case"]) for r in _rows(out / "rows.csv")] == [
+        ("seed", "c0"), ("seed", "c1"), ("fast", "c0"), ("fast", "c1")]
+    assert "--first 2" in __import__("json").loads((out / "run.json").read_text())["command"]
+
+
 def test_rows_script_merges_rows_csv_files_and_keeps_their_columns(rows_script, tmp_path):
     # a .csv source (e.g. docs/results/*-rows.csv, which has no run.json beside it) is read as it is;
     # a column only one source has is left empty in the other's rows
@@ -651,10 +672,35 @@ def test_the_oracle_judges_but_never_takes_part_in_a_search(tiny_pack, tmp_path,
                 state["searching"] -= 1
 
         monkeypatch.setattr(mod, name, wrapped)
-    spec = ",".join([*default_methods(), 'local-in-mask+objective__views={"n":2}+stop__on_views=true'])
+    spec = ",".join([*default_methods(pack), 'local-in-mask+objective__views={"n":2}+stop__on_views=true'])
     methods = resolve_methods(spec)
     cases = phantom_cases(2, pack.labels, pack.latent.input_size)
     run(tmp_path / "b", methods, cases, pack=pack, overrides={"steps": 2}, log=lambda s: None)
     assert state["judged"] >= 2 * len(methods) and state["searching"] == 0
     rows = _rows(tmp_path / "b" / "rows.csv")
     assert len(rows) == 2 * len(methods) and all(r["oracle_validity"] in ("0", "1") for r in rows)
+
+
+def test_the_bench_phantoms_are_none_of_the_packs_training_phantoms():
+    """Every phantom:N[:SEED] training set in the manifest (training items s * 1_000_003 + j, its
+    validation items of seed s + 1) and the phantom exemplar bank are disjoint from the bench's test
+    phantoms: a test phantom's anatomy (and its true counterfactual) was never trained on. With
+    ``PHANTOM_TEST_SEED + i`` as the seed, case i was item 1000 + i of every ``phantom:N`` set."""
+    import re
+
+    from xcf.bench.counterfactuals import phantom_cases
+    from xcf.packs import read_manifest
+
+    _, manifest = read_manifest()
+    used: list[range] = []
+    for entry in manifest["weights"].values():
+        m = re.search(r"--data phantom:(\d+)(?::(\d+))?", entry.get("command", ""))
+        if m:
+            n = int(m.group(1))
+            s = int(m.group(2)) if m.group(2) is not None else int(re.search(r"--seed (\d+)", entry["command"]).group(1))
+            used += [range(s * 1_000_003, s * 1_000_003 + n), range((s + 1) * 1_000_003, (s + 1) * 1_000_003 + max(200, n // 10))]
+    bank = manifest["packs"]["phantom"]["exemplars"]["data"].split(":")
+    used.append(range(int(bank[2]) * 1_000_003, int(bank[2]) * 1_000_003 + int(bank[1])))
+    assert len(used) >= 8
+    seeds = [c.info["phantom_seed"] for c in phantom_cases(200, ("Cardiomegaly", "Nodule"), 64)]
+    assert not [s for s in seeds if any(s in r for r in used)]

@@ -23,9 +23,33 @@ def _names(kind: str) -> list[str]:
 
 
 @functools.cache
+def _film_folder() -> str:
+    """Three films (two without ``finding``) with a ``labels.csv``: the data a component that is
+    built from films (``exemplar-bank``) is built from."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(tempfile.mkdtemp(prefix="xcf-contract-films-"))
+    rows = ["path,split,finding"]
+    for i in range(3):
+        Image.fromarray((torch.rand(64, 64, generator=torch.Generator().manual_seed(i)) * 255)
+                        .to(torch.uint8).numpy()).save(root / f"f{i}.png")
+        rows.append(f"f{i}.png,train,{int(i == 2)}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return str(root)
+
+
+#: Components that are built from data, with the arguments that point them at some.
+_DATA_ARGS = {("latent", "exemplar-bank"): lambda: {"root": _film_folder(), "without": "finding"}}
+
+
+@functools.cache
 def _build(kind: str, name: str):
     try:
-        return xreg.Registry(xreg.make_plugin_manager()).create(kind, name)
+        kwargs = _DATA_ARGS[(kind, name)]() if (kind, name) in _DATA_ARGS else {}
+        return xreg.Registry(xreg.make_plugin_manager()).create(kind, name, **kwargs)
     except (ComponentError, WeightsError) as exc:
         if "not installed" in str(exc) or "weights" in str(exc).lower():
             pytest.skip(f"{kind} '{name}': {exc}")

@@ -92,8 +92,8 @@ def test_table_numbers_are_the_means_of_the_rows(report, results):
     assert cost[3] == "| seed | 3 | 0.200 | 0.200 | 0.040 | 0.020 | 0.40 | 200 | 12.00 |"
 
     readme = report.readme_table([(table, list(summ.values()))]).splitlines()
-    assert readme[2] == "| **local-in-mask** (default) | phantom | 2 | 1.000 | 0.000 | 0.850 | 0.060 | 3.00 |"
-    assert readme[3] == "| seed | phantom | 3 | 0.667 | 0.500 | 0.600 (n 2) | 0.200 | 12.00 |"
+    assert readme[2] == "| **local-in-mask** (default) | phantom | 2 | 1.000 | 0.000 | 0.850 | 1.000 | 0.060 | 3.00 |"
+    assert readme[3] == "| seed | phantom | 3 | 0.667 | 0.500 | 0.600 (n 2) | 0.900 | 0.200 | 12.00 |"
 
 
 def test_a_column_no_row_has_is_left_out(report, results):

@@ -201,14 +201,83 @@ class Pack:
         ref = self.entry.get("inpainter")
         return load_component(ref, self.directory) if ref else None
 
-    def latent_for(self, method: Any):
-        """The model ``method`` searches with when none is given: the inpainter for a method whose
-        ``latent_role`` is ``"inpainter"`` (``local-fill``), else the default latent model.
+    @cached_property
+    def exemplars(self):
+        """The pack's bank of real films without its finding (an ``exemplar-bank`` latent model:
+        the content of the ``local-exemplar`` method), or ``None`` when the manifest names none.
+
+        The manifest's ``exemplars`` entry names the data folder (as the training commands do), the
+        label the films must not have, the split, and the weights whose training rows are left out
+        (the oracle's: a judge must not be shown a film it was trained on); or ``phantom:N:SEED``,
+        phantoms drawn without findings from a dataset seed no training or test set draws from. The folder is found as
+        ``$XCF_DATA_DIR/<its name>``, else at its path from the current directory, else from the
+        folder above the weights. Films are read in place, once per process.
 
         Raises:
-            ConfigError: The method needs an inpainter and the pack has none.
+            ConfigError: The data folder is not found (the message says where it was looked for).
         """
-        if getattr(method, "latent_role", "latent") != "inpainter":
+        spec = self.entry.get("exemplars")
+        if not spec:
+            return None
+        from .errors import ConfigError
+        from .registry import create
+
+        size = int(getattr(self.classifier, "input_size", 224))
+        if str(spec["data"]).startswith("phantom:"):  # generated films: nothing to find on disk
+            return create("latent", spec.get("component", "exemplar-bank"), root=str(spec["data"]),
+                          input_size=size)
+        data = Path(spec["data"])
+        looked = [Path(os.environ["XCF_DATA_DIR"]) / data.name] if os.environ.get("XCF_DATA_DIR") else []
+        looked += [data, self.directory.parent / data]
+        root = next((d for d in looked if (d / "labels.csv").is_file()), None)
+        if root is None:
+            raise ConfigError(
+                f"pack '{self.name}' reads its films without {spec['without']!r} from {data.name} (labels.csv), "
+                f"not found at {', '.join(map(str, looked))}; set XCF_DATA_DIR to the folder that holds "
+                f"{data.name}, or pick a method without them (xcf.list_methods())")
+        exclude: list[int] = []
+        if spec.get("exclude_training_of"):
+            exclude = self._training_rows(root, spec)
+        return create("latent", spec.get("component", "exemplar-bank"), root=str(root), without=spec["without"],
+                      split=spec.get("split", "train"), exclude=exclude, limit=spec.get("limit"),
+                      input_size=size)
+
+    def _training_rows(self, root: Path, spec: dict[str, Any]) -> list[int]:
+        """The rows of ``spec['split']`` that the weights ``spec['exclude_training_of']`` were trained
+        or validated on (from the seed and ``--limit`` of their recorded command)."""
+        import shlex
+
+        from .data import FolderDataset
+        from .train.trainer import train_val_indices
+
+        entry = self.manifest["weights"][spec["exclude_training_of"]]
+        words = shlex.split(entry.get("command", ""))
+        opt = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+        ds = FolderDataset(root, labels=list(entry.get("labels", [spec["without"]])),
+                           split=spec.get("split", "train"), check_files=False)
+        limit = int(opt["--limit"]) if "--limit" in opt else None
+        tr, va = train_val_indices(ds, float(opt.get("--val-fraction", 0.1)), int(entry.get("seed", 0)), limit)
+        return sorted(set(tr) | set(va))
+
+    def latent_for(self, method: Any):
+        """The model ``method`` searches with when none is given: the inpainter for a method whose
+        ``latent_role`` is ``"inpainter"`` (``local-fill``), the bank of films without the finding
+        for ``"exemplar"`` (``local-exemplar``), else the default latent model.
+
+        Raises:
+            ConfigError: The method needs an inpainter or a bank the pack has none of.
+        """
+        role = getattr(method, "latent_role", "latent")
+        if role == "exemplar":
+            if self.exemplars is None:
+                from .errors import ConfigError
+
+                raise ConfigError(
+                    f"method {method.name!r} needs a bank of films without the finding and pack '{self.name}' "
+                    "has none (its manifest's 'exemplars'); pass latent=create('latent', 'exemplar-bank', "
+                    "root=..., without=...) or pick another method (xcf.list_methods())")
+            return self.exemplars
+        if role != "inpainter":
             return self.latent
         if self.inpainter is None:
             from .errors import ConfigError

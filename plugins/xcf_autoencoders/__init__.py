@@ -1,4 +1,5 @@
-"""Built-in latent models: ``conv-ae``, ``segnet-ae``, ``vae`` and the inpainter ``inpaint-unet``."""
+"""Built-in latent models: ``conv-ae``, ``segnet-ae``, ``vae``, the inpainter ``inpaint-unet`` and the
+bank of films without a finding ``exemplar-bank``."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from xcf import hookimpl
 
 from .conv_ae import ConvAE
 from .detail import DetailLatent
+from .exemplar import ExemplarInpainter, exemplar_bank
 from .inpaint import InpaintNet, random_holes
 from .segnet import NARROW_WIDTHS, VGG16_WIDTHS, SegNetAE
 from .vae import ConvVAE, kl_divergence
 
-__all__ = ["ConvAE", "DetailLatent", "InpaintNet", "random_holes", "SegNetAE", "ConvVAE", "kl_divergence", "VGG16_WIDTHS", "NARROW_WIDTHS"]
+__all__ = ["ConvAE", "DetailLatent", "ExemplarInpainter", "exemplar_bank", "InpaintNet", "random_holes", "SegNetAE", "ConvVAE", "kl_divergence", "VGG16_WIDTHS", "NARROW_WIDTHS"]
 
 
 @hookimpl
@@ -27,3 +29,7 @@ def xcf_register_latent_models(register) -> None:
              description="inpainter (U-Net, 16-32-64-128, dilated bottleneck): fills a hole with what a film "
                          "without findings would show there; trained with 'xcf train inpainter'; the content "
                          "model of the local-fill method")
+    register("exemplar-bank", exemplar_bank,
+             description="inpainter without a network: fills a hole with the same region of the closest real film "
+                         "without the finding (root=FOLDER with labels.csv, without=LABEL); the content model "
+                         "of the local-exemplar method")

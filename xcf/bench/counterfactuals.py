@@ -16,7 +16,7 @@ or ``METHOD@LATENT`` for a named method with another of the pack's trained laten
 Data:
 
 - ``--data phantom`` (default): the phantom test set, case ``i`` is
-  ``generate_case(PHANTOM_TEST_SEED + i, findings=[f])`` with ``f`` cycling over the pack's
+  ``generate_case(phantom_test_seed(i), findings=[f])`` with ``f`` cycling over the pack's
   phantom findings, at the latent model's size; each case has its finding's ground-truth mask and
   the true counterfactual (the same film without the finding).
 - ``--data FOLDER``: a folder with ``labels.csv`` (``xcf.data.FolderDataset``), rows of ``--split``
@@ -159,9 +159,21 @@ QUICK_STEPS = 10
 BASELINES = ("latent-shift", "global", "pixel")
 
 
-def default_methods() -> tuple[str, ...]:
-    """The methods run when ``--methods`` is not given, and by ``--quick``: all of :data:`METHODS`."""
-    return tuple(METHODS)
+def default_methods(pack: Any = None) -> tuple[str, ...]:
+    """The methods run when ``--methods`` is not given, and by ``--quick``: all of :data:`METHODS`,
+    less, with a ``pack``, those whose content the pack lacks (``local-fill`` without an
+    inpainter, ``local-exemplar`` without a bank of films without the finding)."""
+    if pack is None:
+        return tuple(METHODS)
+    needs = {"inpainter": "inpainter", "exemplar": "exemplars"}
+    out = []
+    for name, m in METHODS.items():
+        role = getattr(m.resolved(), "latent_role", "latent")
+        if role in needs and not pack.entry.get(needs[role]):
+            logger.info("leaving out %s: pack '%s' has no %s", name, pack.name, needs[role])
+            continue
+        out.append(name)
+    return tuple(out)
 
 
 def resolve_methods(spec: str | None, *, all_combinations: bool = False,
@@ -256,7 +268,9 @@ class Case:
 
 
 def phantom_cases(n: int, labels: Sequence[str], size: int) -> list[Case]:
-    """The phantom test set: case ``i`` is ``generate_case(PHANTOM_TEST_SEED + i, [f_i])``.
+    """The phantom test set: case ``i`` is ``generate_case(phantom_test_seed(i), [f_i])``, the
+    anatomy of the held-out test set's item ``i`` (:func:`xcf.train.phantom_test_seed`: no pack's
+    training set holds it) with exactly the finding ``f_i``.
 
     Args:
         n: Number of cases.
@@ -268,7 +282,7 @@ def phantom_cases(n: int, labels: Sequence[str], size: int) -> list[Case]:
         ConfigError: The classifier has none of the phantom findings.
     """
     from ..data.phantoms import FINDINGS, generate_case
-    from ..train import PHANTOM_TEST_SEED
+    from ..train import phantom_test_seed
 
     folded = {lab.casefold(): lab for lab in labels}
     findings = [f for f in FINDINGS if f.casefold() in folded]
@@ -278,7 +292,7 @@ def phantom_cases(n: int, labels: Sequence[str], size: int) -> list[Case]:
     cases = []
     for i in range(n):
         finding = findings[i % len(findings)]
-        seed = PHANTOM_TEST_SEED + i
+        seed = phantom_test_seed(i)
 
         def load(seed: int = seed, finding: str = finding) -> tuple[Tensor, Tensor, Tensor]:
             case = generate_case(seed, findings=[finding], size=size)
@@ -475,6 +489,8 @@ def _settings(args: argparse.Namespace, pack_name: str) -> dict[str, Any]:
     """What must be equal for rows of two runs to be comparable (checked on resume)."""
     data = args.data if args.data == "phantom" else str(Path(args.data).resolve())
     return {"pack": pack_name, "data": data,
+            # the phantom test set's seeds (rows of phantoms drawn from other seeds are not these cases)
+            "phantom_seeds": "phantom_test_seed" if args.data == "phantom" else None,
             "split": None if args.data == "phantom" else args.split,
             "target": None if args.data == "phantom" else args.target,
             "steps": args.steps, "stop_probability": args.stop_probability}
@@ -951,7 +967,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _list_methods() -> str:
     w = max(len(n) for n in METHODS)
     lines = [f"{m.name.ljust(w)}  {m.description}\n{' ' * w}  ({m.components()})" for m in METHODS.values()]
-    lines.append("\ndefault: all of the above; --quick: all of them; ad hoc: "
+    lines.append("\ndefault: all of the above that the pack has the content for (local-fill: an inpainter, "
+                 "local-exemplar: a bank of films without the finding); --quick: the same; ad hoc: "
                  "SALIENCY/LOCALITY[/LATENT], e.g. occlusion/masked-l1; --all adds every registered "
                  "saliency x locality pair")
     return "\n".join(lines)
@@ -982,7 +999,6 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.data != "phantom":
             raise ConfigError("--quick runs on the phantom test set; leave out --data")
         args.n = args.n or QUICK_N
-        args.methods = args.methods or ",".join(default_methods())
         args.steps = args.steps if args.steps is not None else QUICK_STEPS
         args.batch_size = min(args.batch_size, args.n)
         args.threads = args.threads or 1
@@ -994,11 +1010,11 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    methods = resolve_methods(args.methods, all_combinations=args.all)
     pack_name = args.pack or ("phantom" if args.data == "phantom" else None)
     if pack_name is None:
         raise ConfigError("--pack is required with --data FOLDER (see `xcf packs`)")
     pack = load_pack(pack_name)
+    methods = resolve_methods(args.methods or ",".join(default_methods(pack)), all_combinations=args.all)
     size = pack.latent.input_size
     labels = tuple(pack.labels)
     if args.data == "phantom":

@@ -122,12 +122,12 @@ def _images(args, S: int) -> tuple[torch.Tensor, list[int]]:
         return torch.rand(args.n, 1, S, S, generator=g), [0] * args.n
     if args.data == "phantom":
         from xcf.data.phantoms import FINDINGS, generate_case
-        from xcf.train import PHANTOM_TEST_SEED
+        from xcf.train import phantom_test_seed
 
         xs, ts = [], []
         for i in range(args.n):
             f = FINDINGS[i % len(FINDINGS)]
-            xs.append(generate_case(PHANTOM_TEST_SEED + i, findings=[f], size=S).image)
+            xs.append(generate_case(phantom_test_seed(i), findings=[f], size=S).image)
             ts.append(FINDINGS.index(f))
         return torch.stack(xs), ts
     from xcf.data import FolderDataset

@@ -6,7 +6,7 @@ benchmarks/saliency.py ...``).
 
 For every registered saliency method (or ``--methods``), on
 
-- the phantom test set (``generate_case(PHANTOM_TEST_SEED + i, [f])``, findings cycling over the
+- the phantom test set (``generate_case(phantom_test_seed(i), [f])``, findings cycling over the
   classifier's phantom findings, at the classifier's input size; ground truth: the finding's
   pixel-exact mask), unless ``--no-phantom``;
 - NIH ChestX-ray14 bounding boxes (Wang et al., CVPR 2017) when ``--nih-csv`` and ``--nih-images``

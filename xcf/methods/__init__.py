@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .method import LatentShift, LocalFill, Method, Problem, Runs
+from .method import LatentShift, LocalExemplar, LocalFill, Method, Problem, Runs
 from .parts import Blend, Execution, Fill, LineSearch, Objective, Reference, Region, StopRule, Views
 
-__all__ = ["Method", "LatentShift", "LocalFill", "Objective", "Views", "Region", "Blend", "Fill", "StopRule", "Execution",
+__all__ = ["Method", "LatentShift", "LocalFill", "LocalExemplar", "Objective", "Views", "Region", "Blend", "Fill", "StopRule", "Execution",
            "LineSearch", "Reference", "Problem", "Runs", "DEFAULT_METHOD", "list_methods",
            "get_method", "resolve_method", "parse_variant"]
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..interfaces import Latent
 from .parts import (
     Blend,
     Execution,
@@ -38,7 +39,7 @@ from .parts import (
     feather_mask,
 )
 
-__all__ = ["Method", "LatentShift", "LocalFill", "Runs", "Problem"]
+__all__ = ["Method", "LatentShift", "LocalFill", "LocalExemplar", "Runs", "Problem"]
 
 
 @dataclass
@@ -443,6 +444,11 @@ class LocalFill(Method):
 
         return dilate(super().region_mask(pb, sal), self.fill.dilate, "disk")
 
+    @property
+    def searches(self) -> bool:
+        """Whether films no fill brings to the stop rule are searched (``steps > 0``)."""
+        return self.steps > 0
+
     def run(self, pb: Problem) -> Runs:
         """The region levels, then the fallback's, then the searches. Unlike a gradient search, a
         film whose fill takes the target below the decision threshold but not the whole stop rule
@@ -464,7 +470,7 @@ class LocalFill(Method):
             sal[todo] = self.fallback_saliency(pb, todo)
             todo = self._fill_levels(pb, runs, grade, kept, todo, sal, models, fallback=True)
         last = todo[grade[todo] < 1]
-        if self.steps > 0 and last.numel():
+        if self.searches and last.numel():
             # no fill flipped these films: search the inpainter's latent from the fill of the
             # largest region of the region's own map, as a last resort
             level = self.region.levels[-1]
@@ -475,7 +481,7 @@ class LocalFill(Method):
             runs.fallback[last.cpu()] = False
             pb.saliency[last] = sal0[last]
         fix = todo[grade[todo] == 1]
-        if self.repair and self.steps > 0 and fix.numel():
+        if self.repair and self.searches and fix.numel():
             # flipped, but another finding rose more than the rule allows (or the target stayed
             # above the stop probability): search from the fill in the region the film kept, then
             # in the largest region of the region's own map
@@ -539,6 +545,13 @@ class LocalFill(Method):
                 break
         return todo
 
+    def fills(self, inpainter: Any, x: Tensor, hole: Tensor) -> list[tuple[Latent, Tensor]]:
+        """The fills tried for films ``x`` with ``hole`` ``(B, 1, S, S)`` (soft, 1 = to fill), in
+        order: ``(latent, whole film)`` pairs; a film takes the first that meets the stop rule
+        (with each of :attr:`Fill.detail`). Here one: the inpainter's."""
+        z = inpainter.encode_masked(x, hole)
+        return [(z, inpainter.decode(z).float())]
+
     def search_level(self, pb, models, todo, sal, initial, blend, steps, lr, z_start, on_step=None,
                      reference=None):
         """Fill the regions of ``sal`` for the films ``todo`` and, with ``steps``, search the films
@@ -552,17 +565,19 @@ class LocalFill(Method):
         targets = pb.targets[todo]
         m = feather_mask(self.region_mask(pb, sal).float(), self.fill.feather)
         with torch.no_grad():
-            z_fill = lat_s.encode_masked(x, m)  # the soft edge counts as hole too
-            fill = lat_s.decode(z_fill).float()
+            fills = self.fills(lat_s, x, m)  # the soft edge counts as hole too
+            z_fill = fills[0][0]
             if pb.check_images is not None:
                 from ..registry import component_label
 
-                pb.check_images(fill, tuple(x.shape), f"{component_label(pb.latent, 'latent')} inpaint()")
+                for _, fill in fills:
+                    pb.check_images(fill, tuple(x.shape), f"{component_label(pb.latent, 'latent')} inpaint()")
             p_ref = pb.p_in[todo] if reference is None else reference
             ref = Reference.of(p_ref, targets)
             rows = torch.arange(len(todo), device=x.device)
             cf = p = reached = None
-            for detail in self.fill.detail:  # a film keeps the first fill that meets the stop rule
+            tries = [(fill, detail) for _, fill in fills for detail in self.fill.detail]
+            for fill, detail in tries:  # a film keeps the first fill that meets the stop rule
                 cf_d = (x + self.fill.change(fill, x, m, detail)).clamp(0, 1)
                 p_d = classify(pb.classifier, cf_d)
                 ok = self.stop.reached(p_d, ref)
@@ -614,3 +629,49 @@ def _rows_of(res: Any, j: Tensor) -> Any:
     sub.losses = res.losses[:, j.to(res.losses.device)]
     sub.status = [res.status[k] for k in j.tolist()]
     return sub
+
+
+@dataclass(frozen=True)
+class LocalExemplar(LocalFill):
+    """The region filled from real films without the finding: :class:`LocalFill`'s regions and
+    levels, the content the same region of the closest films of a bank of films without the
+    finding (an ``exemplar-bank`` latent model, :class:`xcf_autoencoders.ExemplarInpainter`),
+    grey-matched to the film around the region. Each level tries the ``donors`` closest films in
+    turn; a film keeps the first fill that meets the stop rule. No search: the bank's films are
+    the only content (a search of a donor's pixels paints noise), so ``steps`` and ``repair`` have
+    no effect, and a film no fill flips keeps its best fill, reported as not flipped.
+
+    Attributes:
+        donors: How many of the closest bank films each region level tries.
+    """
+
+    donors: int = 8
+    latent_role: ClassVar[str] = "exemplar"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.donors, bool) or not isinstance(self.donors, int) or not 1 <= self.donors <= 32:
+            raise ConfigError(f"local-exemplar donors must be an integer in 1..32, got {self.donors!r}")
+
+    @property
+    def searches(self) -> bool:
+        """Never: ``steps`` and ``repair`` have no effect (a search of a donor's pixels paints noise)."""
+        return False
+
+    def settings(self) -> dict[str, Any]:  # noqa: D102
+        return {**super().settings(), "donors": self.donors}
+
+    def search_models(self, pb: Problem) -> tuple[tuple[Any, Any], Any]:  # noqa: D102
+        from ..registry import component_label
+
+        if not callable(getattr(pb.latent, "candidates", None)):
+            raise ConfigError(
+                f"method {self.name!r} needs a bank of films without the finding as its latent model "
+                f"(candidates(x, hole, k)), got {component_label(pb.latent, 'latent')}; use a pack with "
+                "one (its manifest's 'exemplars') or latent=create('latent', 'exemplar-bank', root=..., without=...)")
+        return Method.search_models(self.replace(detail_gate=False), pb)
+
+    def fills(self, inpainter: Any, x: Tensor, hole: Tensor) -> list[tuple[Latent, Tensor]]:
+        """The ``donors`` closest bank films, grey-matched around ``hole``, closest first."""
+        films, idx = inpainter.candidates(x, hole, self.donors)
+        return [(Latent(films[:, r], aux={"donor": idx[:, r]}), films[:, r].float()) for r in range(films.shape[1])]

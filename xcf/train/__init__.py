@@ -14,6 +14,7 @@ from .trainer import (
     edit_manifest,
     gaussian_blur,
     load_training_data,
+    phantom_test_seed,
     reconstruction_metrics,
     set_default_latent,
     train_classifier,
@@ -24,4 +25,5 @@ from .trainer import (
 
 __all__ = ["TrainData", "load_training_data", "train_classifier", "train_latent", "augment",
            "gaussian_blur", "degradation_shift", "update_manifest", "edit_manifest",
-           "set_default_latent", "reconstruction_metrics", "train_val_indices", "PHANTOM_TEST_SEED"]
+           "set_default_latent", "reconstruction_metrics", "train_val_indices", "PHANTOM_TEST_SEED",
+           "phantom_test_seed"]
