@@ -682,13 +682,14 @@ def test_the_oracle_judges_but_never_takes_part_in_a_search(tiny_pack, tmp_path,
 
 
 def test_the_bench_phantoms_are_none_of_the_packs_training_phantoms():
-    """Every phantom:N[:SEED] training set in the manifest (training items s * 1_000_003 + j, its
+    """Every phantom:N[:SEED] training set in the manifest (training items item_seed(s, j), its
     validation items of seed s + 1) and the phantom exemplar bank are disjoint from the bench's test
     phantoms: a test phantom's anatomy (and its true counterfactual) was never trained on. With
     ``PHANTOM_TEST_SEED + i`` as the seed, case i was item 1000 + i of every ``phantom:N`` set."""
     import re
 
     from xcf.bench.counterfactuals import phantom_cases
+    from xcf.data.phantoms import item_seed
     from xcf.packs import read_manifest
 
     _, manifest = read_manifest()
@@ -698,9 +699,9 @@ def test_the_bench_phantoms_are_none_of_the_packs_training_phantoms():
         if m:
             n = int(m.group(1))
             s = int(m.group(2)) if m.group(2) is not None else int(re.search(r"--seed (\d+)", entry["command"]).group(1))
-            used += [range(s * 1_000_003, s * 1_000_003 + n), range((s + 1) * 1_000_003, (s + 1) * 1_000_003 + max(200, n // 10))]
+            used += [range(item_seed(s, 0), item_seed(s, n)), range(item_seed(s + 1, 0), item_seed(s + 1, max(200, n // 10)))]
     bank = manifest["packs"]["phantom"]["exemplars"]["data"].split(":")
-    used.append(range(int(bank[2]) * 1_000_003, int(bank[2]) * 1_000_003 + int(bank[1])))
+    used.append(range(item_seed(int(bank[2]), 0), item_seed(int(bank[2]), int(bank[1]))))
     assert len(used) >= 8
     seeds = [c.info["phantom_seed"] for c in phantom_cases(200, ("Cardiomegaly", "Nodule"), 64)]
     assert not [s for s in seeds if any(s in r for r in used)]

@@ -201,6 +201,16 @@ class Pack:
         ref = self.entry.get("inpainter")
         return load_component(ref, self.directory) if ref else None
 
+    #: The manifest entry of the content a method's ``latent_role`` needs besides the latent model.
+    CONTENT = {"inpainter": "inpainter", "exemplar": "exemplars"}
+
+    def has_content_for(self, method: Any) -> bool:
+        """Whether the manifest names the content ``method`` searches with (an inpainter for
+        ``local-fill``, a bank of films for ``local-exemplar``; the latent model for the others),
+        without loading it."""
+        key = self.CONTENT.get(getattr(method, "latent_role", "latent"))
+        return key is None or bool(self.entry.get(key))
+
     @cached_property
     def exemplars(self):
         """The pack's bank of real films without its finding (an ``exemplar-bank`` latent model:
@@ -223,9 +233,9 @@ class Pack:
         from .registry import create
 
         size = int(getattr(self.classifier, "input_size", 224))
+        component = spec.get("component", "exemplar-bank")
         if str(spec["data"]).startswith("phantom:"):  # generated films: nothing to find on disk
-            return create("latent", spec.get("component", "exemplar-bank"), root=str(spec["data"]),
-                          input_size=size)
+            return create("latent", component, root=str(spec["data"]), input_size=size)
         data = Path(spec["data"])
         looked = [Path(os.environ["XCF_DATA_DIR"]) / data.name] if os.environ.get("XCF_DATA_DIR") else []
         looked += [data, self.directory.parent / data]
@@ -238,7 +248,7 @@ class Pack:
         exclude: list[int] = []
         if spec.get("exclude_training_of"):
             exclude = self._training_rows(root, spec)
-        return create("latent", spec.get("component", "exemplar-bank"), root=str(root), without=spec["without"],
+        return create("latent", component, root=str(root), without=spec["without"],
                       split=spec.get("split", "train"), exclude=exclude, limit=spec.get("limit"),
                       input_size=size)
 

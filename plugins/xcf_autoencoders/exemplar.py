@@ -102,15 +102,15 @@ class ExemplarInpainter(LatentModel):
         if not rows:
             raise ValueError(f"{root}: no film of split {split!r} without {without!r} is left for the exemplar bank")
         bank = torch.stack([ds[i][0] for i in rows])
-        names = [str(Path(ds.path(i)).relative_to(ds.root)) if Path(ds.path(i)).is_relative_to(ds.root)
-                 else str(ds.path(i)) for i in rows]
+        paths = [ds.path(i) for i in rows]
+        names = [str(p.relative_to(ds.root) if p.is_relative_to(ds.root) else p) for p in paths]
         return cls(bank, input_size=input_size, names=names,
                    source=f"{len(rows)} films of {Path(root).name} split {split!r} without {without!r}", **kwargs)
 
     @classmethod
     def from_phantoms(cls, n: int, seed: int, *, input_size: int = 224, **kwargs) -> ExemplarInpainter:
         """``n`` phantoms drawn without any finding (:class:`xcf.data.phantoms.PhantomDataset` of
-        dataset seed ``seed``, items ``seed * 1_000_003 + i``): a bank for a phantom pack. Pick a
+        dataset seed ``seed``, items ``item_seed(seed, i)``): a bank for a phantom pack. Pick a
         seed no training or test set of the pack draws from."""
         from xcf.data.phantoms import PhantomDataset
 

@@ -165,15 +165,11 @@ def default_methods(pack: Any = None) -> tuple[str, ...]:
     inpainter, ``local-exemplar`` without a bank of films without the finding)."""
     if pack is None:
         return tuple(METHODS)
-    needs = {"inpainter": "inpainter", "exemplar": "exemplars"}
-    out = []
-    for name, m in METHODS.items():
-        role = getattr(m.resolved(), "latent_role", "latent")
-        if role in needs and not pack.entry.get(needs[role]):
-            logger.info("leaving out %s: pack '%s' has no %s", name, pack.name, needs[role])
-            continue
-        out.append(name)
-    return tuple(out)
+    out = tuple(name for name, m in METHODS.items() if pack.has_content_for(m.resolved()))
+    if len(out) < len(METHODS):
+        logger.info("leaving out %s: pack '%s' lacks their content",
+                    ", ".join(n for n in METHODS if n not in out), pack.name)
+    return out
 
 
 def resolve_methods(spec: str | None, *, all_combinations: bool = False,

@@ -43,7 +43,7 @@ from torch.utils.data import Dataset
 
 from xcf.errors import UnknownLabelError
 
-__all__ = ["FINDINGS", "PhantomCase", "PhantomDataset", "generate_case", "render_grid"]
+__all__ = ["FINDINGS", "PhantomCase", "PhantomDataset", "generate_case", "item_seed", "render_grid"]
 
 FINDINGS: tuple[str, ...] = (
     "Cardiomegaly",
@@ -1108,8 +1108,15 @@ def generate_case(
     return _generate(seed, findings, int(size), float(p_finding), full=True)
 
 
+def item_seed(dataset_seed: int, i: int) -> int:
+    """The :func:`generate_case` seed of item ``i`` of the :class:`PhantomDataset` of seed
+    ``dataset_seed``: ``dataset_seed * 1_000_003 + i`` (datasets of different seeds hold different
+    films up to a million items each)."""
+    return int(dataset_seed) * 1_000_003 + int(i)
+
+
 class PhantomDataset(Dataset):
-    """Phantom films generated on the fly: item ``i`` is ``generate_case(seed * 1_000_003 + i)``.
+    """Phantom films generated on the fly: item ``i`` is ``generate_case(item_seed(seed, i))``.
 
     Args:
         n: Number of items.
@@ -1151,7 +1158,7 @@ class PhantomDataset(Dataset):
         i = int(i)
         if not -self.n <= i < self.n:
             raise IndexError(f"index {i} out of range for a PhantomDataset of {self.n} items")
-        return self.seed * 1_000_003 + i % self.n
+        return item_seed(self.seed, i % self.n)
 
     def case(self, i: int) -> PhantomCase:
         """The full :class:`PhantomCase` of item ``i`` (masks, healthy film, anatomy)."""
