@@ -62,9 +62,13 @@ def merge(out: Path, specs: list[str], common: bool = False, first: int | None =
         src, sep, method = spec.rpartition(":")
         if not sep or not method:
             raise ConfigError(f"{spec!r}: expected SRC:METHOD[=NEWNAME]")
-        method, _, new = method.partition("=")
         is_csv = src.endswith(".csv")
-        got = [r for r in _read(Path(src) if is_csv else Path(src) / "rows.csv") if r["method"] == method]
+        every = _read(Path(src) if is_csv else Path(src) / "rows.csv")
+        new = ""
+        if "=" in method and not any(r["method"] == method for r in every):
+            # a variant's name holds '=' too (local-fill+widen=unflipped): the last one renames
+            method, _, new = method.rpartition("=")
+        got = [r for r in every if r["method"] == method]
         if not got:
             raise ConfigError(f"{src if is_csv else src + '/rows.csv'} has no rows of method {method!r}")
         for r in got:

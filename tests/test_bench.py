@@ -407,6 +407,17 @@ def test_rows_script_keeps_the_first_cases_of_the_merged_rows(rows_script, tmp_p
     assert "--first 2" in __import__("json").loads((out / "run.json").read_text())["command"]
 
 
+def test_rows_script_merges_a_variant_whose_name_holds_an_equals_sign(rows_script, tmp_path):
+    v = "local-fill+fill__dilate=0"
+    (tmp_path / "a.csv").write_text(f"method,case,validity\n{v},c0,1\nseed,c0,0\n")
+    out = tmp_path / "m"
+    assert rows_script.main(["merge", str(out), f"{tmp_path / 'a.csv'}:{v}", f"{tmp_path / 'a.csv'}:seed"]) == 0
+    assert [r["method"] for r in _rows(out / "rows.csv")] == [v, "seed"]  # the whole name, not renamed
+    out2 = tmp_path / "m2"
+    assert rows_script.main(["merge", str(out2), f"{tmp_path / 'a.csv'}:{v}=dilate-0"]) == 0
+    assert [r["method"] for r in _rows(out2 / "rows.csv")] == ["dilate-0"]  # the last '=' renames
+
+
 def test_rows_script_merges_rows_csv_files_and_keeps_their_columns(rows_script, tmp_path):
     # a .csv source (e.g. docs/results/*-rows.csv, which has no run.json beside it) is read as it is;
     # a column only one source has is left empty in the other's rows

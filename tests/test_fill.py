@@ -136,6 +136,36 @@ def test_a_pack_without_an_inpainter_says_how_to_train_one(tmp_path, monkeypatch
         xcf.Explainer(pack=pack, method="local-fill")
 
 
+def test_the_default_fills_where_there_is_an_inpainter_and_searches_where_there_is_none(monkeypatch):
+    """No method named: ``local-fill-in-mask`` with the pack's inpainter (or an inpainter given as
+    the latent model), ``local-in-mask`` with a pack or a latent model without one; the method the
+    explanation records is the one that ran."""
+    from xcf.packs import load_pack
+
+    assert xcf.Explainer(pack="phantom").method.name == "local-fill-in-mask"
+    assert callable(getattr(xcf.Explainer(pack="phantom").latent, "inpaint", None))
+    ex = xcf.Explainer(classifier=RegionClassifier(), latent=ConstantInpainter(0.3), saliency=BoxSaliency())
+    assert ex.method == xcf.get_method("local-fill-in-mask")
+    cf = ex.explain(region_image(), 0)[0]
+    assert cf.config["method"] == "local-fill-in-mask" and cf.p_counterfactual < 0.5
+    assert xcf.Explainer(classifier=RegionClassifier(), latent=IdentityLatent()).method.name == "local-in-mask"
+    pack = load_pack("phantom")
+    monkeypatch.setitem(pack.entry, "inpainter", None)
+    plain = xcf.Explainer(pack=pack, steps=3)
+    assert plain.method == xcf.get_method("local-in-mask").replace(steps=3)
+    assert plain.latent is pack.latent
+
+
+def test_the_default_keeps_every_change_inside_the_seeds_mask():
+    """``local-fill-in-mask``: the regions of ``local-fill`` without its growth or its Grad-CAM++
+    fallback, so the fill's soft edge ends at the mask's edge."""
+    m = xcf.get_method("local-fill-in-mask")
+    lf = xcf.get_method("local-fill")
+    assert isinstance(m, LocalFill) and m.region.saliency == lf.region.saliency == "saliency-in-gradcam++"
+    assert m.region.fallback is None and lf.region.fallback == "gradcam++"
+    assert m.fill.dilate == 0 and m.fill.feather == 2.0 and m.stop == lf.stop and m.repair and m.steps == lf.steps
+
+
 def test_local_fill_is_registered_with_its_parts():
     m = xcf.get_method("local-fill")
     assert isinstance(m, LocalFill) and m.latent_role == "inpainter" and m.steps == 100
@@ -300,3 +330,19 @@ def test_repair_lets_a_reading_the_finding_caused_fall_with_it():
     cf = ex.explain(region_image(), 0)[0]
     assert cf.probs_input[1] > 0.95 and cf.probs_counterfactual[1] < 0.01 and cf.p_counterfactual < 0.05
     assert torch.all(cf.counterfactual[cf.mask] == 0.0) and cf.steps == 0 and cf.status == "stopped-early"
+
+
+def test_the_step_sentence_of_a_fill_method_says_a_level_costs_no_updates():
+    """Reports (demo page, dataset page) say what ``steps`` counts; for a fill method a region level
+    is a fill, not a budget of updates, and only the searches count."""
+    from xcf.report import steps_sentence
+
+    s = steps_sentence(xcf.get_method("local-fill-in-mask").settings())
+    assert s.startswith("Optimizer updates: none where the fill of a region (4 levels, saliency above 0.5, 0.35")
+    assert "up to 100" in s and "gradcam++" not in s and "800" not in s
+    assert "then gradcam++'s regions" in steps_sentence(xcf.get_method("local-fill").settings())
+    no_repair = steps_sentence(xcf.get_method("local-fill").replace(repair=False).settings())
+    assert "misses the rest" not in no_repair and no_repair.endswith("for up to 100.")
+    ex = steps_sentence(xcf.get_method("local-exemplar").settings())
+    assert ex.startswith("No optimizer updates") and "8 closest films" in ex
+    assert "a budget of 200" in steps_sentence(xcf.get_method("local-in-mask").settings())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _analytic import IdentityLatent, RegionClassifier, method_with, region_image
+from _analytic import BoxSaliency, IdentityLatent, RegionClassifier, method_with, region_image
 
 import xcf
 from xcf.errors import ConfigError, UnknownComponentError
@@ -234,23 +234,30 @@ def test_region_fallback_searches_again_in_the_second_methods_regions():
 
 
 def test_no_method_means_the_default_method_and_the_seed_is_named():
-    """The Explainer's default is :data:`xcf.methods.DEFAULT_METHOD` ("local-in-mask": the
-    gradient regions inside the seed's Grad-CAM++ mask, the other findings kept near their start);
-    the seed's method is asked for by name; overrides apply on top of the default method."""
+    """With a latent model that cannot fill, the Explainer's default is
+    :data:`xcf.methods.DEFAULT_METHOD_WITHOUT_INPAINTER` ("local-in-mask": the gradient regions
+    inside the seed's Grad-CAM++ mask, the other findings kept near their start); the seed's method
+    is asked for by name; overrides apply on top of the default method."""
     import dataclasses
 
-    from xcf.methods import DEFAULT_METHOD
+    from xcf.methods import DEFAULT_METHOD, DEFAULT_METHOD_WITHOUT_INPAINTER
     from xcf.registry import component_name
 
-    assert DEFAULT_METHOD == "local-in-mask" and DEFAULT_METHOD in xcf.list_methods()
+    assert DEFAULT_METHOD == "local-fill-in-mask" and DEFAULT_METHOD in xcf.list_methods()
+    assert DEFAULT_METHOD_WITHOUT_INPAINTER == "local-in-mask" and DEFAULT_METHOD_WITHOUT_INPAINTER in xcf.list_methods()
     assert xcf.ExplainConfig.preset("seed").method == "seed"
     clf, lat = RegionClassifier(gain=8.0), NoisyLatent()
     ex = xcf.Explainer(classifier=clf, latent=lat)
-    assert ex.method == xcf.get_method(DEFAULT_METHOD)
+    assert ex.method == xcf.get_method(DEFAULT_METHOD_WITHOUT_INPAINTER)
     assert component_name(ex.saliency) == "saliency-in-gradcam++"
     tuned = xcf.Explainer(classifier=clf, latent=lat, steps=7)
-    assert tuned.method.name == DEFAULT_METHOD and tuned.method.steps == 7
-    assert tuned.method == xcf.get_method(DEFAULT_METHOD).replace(steps=7)
+    assert tuned.method.name == DEFAULT_METHOD_WITHOUT_INPAINTER and tuned.method.steps == 7
+    assert tuned.method == xcf.get_method(DEFAULT_METHOD_WITHOUT_INPAINTER).replace(steps=7)
+    # a method asked for by name is never swapped: a fill method without an inpainter is an error
+    named = xcf.Explainer(classifier=clf, latent=lat, method=DEFAULT_METHOD, saliency=BoxSaliency())
+    assert named.method.name == DEFAULT_METHOD
+    with pytest.raises(ConfigError, match="needs an inpainter"):
+        named.explain(region_image(), 0)
     # the default differs from "local" only in where its regions come from and when it stops
 
     def differing(a, b):
@@ -263,5 +270,5 @@ def test_no_method_means_the_default_method_and_the_seed_is_named():
                 out.add(f.name)
         return out
 
-    diff = differing(xcf.get_method("local"), xcf.get_method(DEFAULT_METHOD))
+    diff = differing(xcf.get_method("local"), xcf.get_method(DEFAULT_METHOD_WITHOUT_INPAINTER))
     assert diff == {"name", "description", "region.saliency", "stop.off_target"}

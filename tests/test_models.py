@@ -19,7 +19,7 @@ from xcf_classifiers.wrap import WrappedClassifier
 import xcf
 from xcf import Latent
 from xcf.errors import ComponentError, ConfigError, WeightsError
-from xcf.methods import DEFAULT_METHOD
+from xcf.methods import DEFAULT_METHOD_WITHOUT_INPAINTER as DEFAULT_METHOD
 
 HAS_XRV = importlib.util.find_spec("torchxrayvision") is not None
 needs_xrv = pytest.mark.skipif(not HAS_XRV, reason="torchxrayvision is not installed (optional: pip install 'xcf[xrv]')")

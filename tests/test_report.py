@@ -15,13 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 HEADER = ["method", "case", "target", "finding", "validity", "oracle_validity", "target_drop",
           "share_in_gt_l1", "share_in_gt_dilated_l1", "share_in_ref_mask_l1", "removal",
           "mae_true_inside", "mae_true_outside", "off_target_max", "realism", "steps", "seconds"]
-#: Three films of "seed", two of "local-in-mask"; one empty and one NaN cell (left out of means).
+#: Three films of "seed", two of "local-fill-in-mask"; one empty and one NaN cell (left out of means).
 ROWS = [
     ["seed", "c0", "Cardiomegaly", "Cardiomegaly", "1", "1", "0.9", "0.2", "0.5", "0.9", "0.1", "0.2", "0.04", "0.01", "0.3", "200", "10"],
     ["seed", "c1", "Nodule", "Nodule", "0", "1", "0.3", "0.4", "0.7", "1.0", "0.3", "0.1", "0.02", "0.03", "0.5", "200", "12"],
     ["seed", "c2", "Pneumothorax", "Pneumothorax", "1", "0", "0.6", "", "nan", "0.8", "0.2", "0.3", "0.06", "0.02", "0.4", "200", "14"],
-    ["local-in-mask", "c0", "Cardiomegaly", "Cardiomegaly", "1", "0", "0.7", "0.6", "0.9", "1.0", "0.05", "0.2", "0.01", "0.2", "1.1", "100", "5"],
-    ["local-in-mask", "c1", "Nodule", "Nodule", "1", "1", "0.8", "0.5", "0.8", "1.0", "0.07", "0.1", "0.01", "0.1", "1.3", "7", "1"],
+    ["local-fill-in-mask", "c0", "Cardiomegaly", "Cardiomegaly", "1", "0", "0.7", "0.6", "0.9", "1.0", "0.05", "0.2", "0.01", "0.2", "1.1", "100", "5"],
+    ["local-fill-in-mask", "c1", "Nodule", "Nodule", "1", "1", "0.8", "0.5", "0.8", "1.0", "0.07", "0.1", "0.01", "0.1", "1.3", "7", "1"],
 ]
 
 
@@ -64,7 +64,7 @@ def test_table_numbers_are_the_means_of_the_rows(report, results):
     table = _table(report)
     rows = report.read_rows(results / table.rows)
     summ = {r["method"]: r for r in report.summarize(rows, table)}
-    assert list(summ) == ["local-in-mask", "seed"]  # the default first, as METHODS lists them
+    assert list(summ) == ["local-fill-in-mask", "seed"]  # the default first, as METHODS lists them
     seed = summ["seed"]
     assert seed["n"] == 3
     assert seed["validity"][:2] == pytest.approx(((1 + 0 + 1) / 3, 3))
@@ -76,7 +76,7 @@ def test_table_numbers_are_the_means_of_the_rows(report, results):
     assert seed["share_in_gt_dilated_l1"] == pytest.approx(((0.5 + 0.7) / 2, 2, 3))
     assert seed["removal"][:2] == pytest.approx((0.2, 3))
     assert seed["seconds"][:2] == pytest.approx((12.0, 3))
-    lim = summ["local-in-mask"]
+    lim = summ["local-fill-in-mask"]
     assert lim["steps"][:2] == pytest.approx((53.5, 2))
     assert lim[report.BLIND] == pytest.approx((0.0, 1, 1))
 
@@ -84,7 +84,7 @@ def test_table_numbers_are_the_means_of_the_rows(report, results):
     lines = md.splitlines()
     assert lines[0] == ("| method | films | valid | oracle agrees | oracle agrees, Nodule left out | p drop | "
                         "inside the finding | within 8 px of the finding | in the seed's mask |")
-    assert lines[2] == "| **local-in-mask** (default) | 2 | 1.000 | 0.500 | 0.000 | 0.750 | 0.550 | 0.850 | 1.000 |"
+    assert lines[2] == "| **local-fill-in-mask** (default) | 2 | 1.000 | 0.500 | 0.000 | 0.750 | 0.550 | 0.850 | 1.000 |"
     assert lines[3] == "| seed | 3 | 0.667 | 0.667 | 0.500 | 0.600 | 0.300 (n 2) | 0.600 (n 2) | 0.900 |"
     assert "*valid*: share of films whose target probability fell below 0.5" in lines[-1]
 
@@ -92,7 +92,7 @@ def test_table_numbers_are_the_means_of_the_rows(report, results):
     assert cost[3] == "| seed | 3 | 0.200 | 0.200 | 0.040 | 0.020 | 0.40 | 200 | 12.00 |"
 
     readme = report.readme_table([(table, list(summ.values()))]).splitlines()
-    assert readme[2] == "| **local-in-mask** (default) | phantom | 2 | 1.000 | 0.000 | 0.850 | 1.000 | 0.060 | 3.00 |"
+    assert readme[2] == "| **local-fill-in-mask** (default) | phantom | 2 | 1.000 | 0.000 | 0.850 | 1.000 | 0.060 | 3.00 |"
     assert readme[3] == "| seed | phantom | 3 | 0.667 | 0.500 | 0.600 (n 2) | 0.900 | 0.200 | 12.00 |"
 
 
@@ -164,3 +164,30 @@ def test_the_shipped_page_is_current():
     report = _load()
     built = report.build(report.RESULTS)
     assert report.stale(report.RESULTS, report.README, built) == []
+
+
+def test_the_goals_table_says_by_how_much_each_goal_is_met_or_missed(report):
+    rows = [{"method": "m", "validity": 1.0, "oracle_validity": 1.0, "oracle_p_input": 0.9, "off_target_max": 0.02},
+            {"method": "m", "validity": 0.0, "oracle_validity": 0.0, "oracle_p_input": 0.8, "off_target_max": 0.10},
+            {"method": "m", "validity": 1.0, "oracle_validity": 1.0, "oracle_p_input": 0.2, "off_target_max": 0.03},
+            {"method": "other", "validity": 1.0, "oracle_validity": 1.0, "oracle_p_input": 0.9, "off_target_max": 0.0}]
+    valid = report.Goal("r", "validity", "valid", True, 0.5)
+    seen = report.Goal("r", report.SEEN, "oracle agrees", True, 0.9)
+    off = report.Goal("r", "off_target_max", "off-target", False, 0.05)
+    speed = report.Goal("p.json", "speedup", "speed-up", True, 10.0)
+    run = [{"variant": "seed-loop", "rows": [{"seconds": 10.0}, {"seconds": 12.0}, {"seconds": 30.0}]},
+           {"variant": "m", "rows": [{"seconds": 0.5}, {"seconds": 1.0}, {"seconds": 2.0}]}]
+    assert report.goal_value(valid, rows, None, "m") == pytest.approx((2 / 3, 3))
+    assert report.goal_value(seen, rows, None, "m") == pytest.approx((0.5, 2))  # the oracle saw 2 of 3 inputs
+    assert report.goal_value(off, rows, None, "m") == pytest.approx((0.05, 3))
+    assert report.goal_value(speed, None, run, "m") == pytest.approx((12.0, 3))  # median 12 s over median 1 s
+    assert report.goal_value(speed, None, run, "absent") == (pytest.approx(float("nan"), nan_ok=True), 0)
+    values = [(g, *report.goal_value(g, rows, run, "m")) for g in (valid, seen, off, speed)]
+    values.append((valid, float("nan"), 0))
+    lines = report.goals_table(values, "m").splitlines()
+    assert lines[0] == "| goal | m | films | target | met |"
+    assert lines[2] == "| valid | 0.667 | 3 | >= 0.500 | yes |"
+    assert lines[3] == "| oracle agrees | 0.500 | 2 | >= 0.900 | **no**, short by 0.400 |"
+    assert lines[4] == "| off-target | 0.050 | 3 | <= 0.050 | yes |"
+    assert lines[5] == "| speed-up | 12.0x | 3 | >= 10.0x | yes |"
+    assert lines[6] == "| valid | - | 0 | >= 0.5 | not measured |"

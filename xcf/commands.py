@@ -31,12 +31,13 @@ def add_component_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--saliency", help="saliency method (default: the method's)")
     p.add_argument("--locality", default="masked-l2", help="locality loss (default: masked-l2)")
     p.add_argument("--method", "--preset", dest="method",
-                   help="counterfactual method (`xcf plugins --kind method`): local-in-mask (the "
-                        "default), seed (the seed's method exactly), local, fast, early-stop, "
+                   help="counterfactual method (`xcf plugins --kind method`): local-fill-in-mask (the "
+                        "default; local-in-mask where the pack has no inpainter), seed (the seed's "
+                        "method exactly), local, local-fill, local-exemplar, fast, early-stop, "
                         "latent-shift; --preset is an alias")
     p.add_argument("--steps", type=int, help="optimizer steps per region level (default: the method's, "
                                              "200 in every shipped method)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the method's; local-in-mask 1.0, seed 0.1)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: the method's; local-in-mask 1.0, local-fill-in-mask 0.2, seed 0.1)")
     p.add_argument("--stop-probability", type=float, help="stop a sample once p(target) is below this")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto (default cpu)")

@@ -2,7 +2,7 @@
 
 For each phantom finding, several synthetic patients are generated with that finding (and the same
 anatomy without it: the true counterfactual), explained with the default method
-(the default method, :data:`xcf.methods.DEFAULT_METHOD`, unless ``--method`` says otherwise), and written to ``--out``: one folder per case
+(:data:`xcf.methods.DEFAULT_METHOD`, unless ``--method`` says otherwise), and written to ``--out``: one folder per case
 (figure, film, counterfactual, overlays, difference map, report), ``summary.csv``, ``summary.md``
 (how many fell below the threshold, the fall in probability, where the change lies against the true
 finding), ``run.json`` (what was run, the wall time) and ``index.html`` (:mod:`xcf.html_report`: a
@@ -20,7 +20,6 @@ import torch
 
 from .atomic import atomic_file
 from .html_report import build_report
-from .methods import DEFAULT_METHOD
 from .report import markdown_table, measure_labels, steps_sentence, write_csv
 
 __all__ = ["run_demo", "DEMO_SEED"]
@@ -99,7 +98,7 @@ def run_demo(out: str | Path, *, per_finding: int = 2, pack: str = "phantom", me
     write_csv(rows, out / "summary.csv")
     table = markdown_table(rows, "finding", SUMMARY_METRICS, LABELS)
     overall = markdown_table(rows, None, SUMMARY_METRICS, LABELS)
-    name = method or f"{DEFAULT_METHOD} (the default)"
+    name = method or f"{ex.method.name} (the default)"
     config = results[0].config if results else {}
     total = time.perf_counter() - t0
     md = (f"# xcf demo: pack `{pack}`, {len(rows)} phantom cases\n\n"
@@ -137,7 +136,7 @@ def _add_parser(sub) -> None:
     p.add_argument("--per-finding", type=int, default=2, help="patients per finding (default 2)")
     p.add_argument("--pack", default="phantom")
     p.add_argument("--method", "--preset", dest="method",
-                   help="counterfactual method (default: local-in-mask; seed: the seed's method exactly; "
+                   help="counterfactual method (default: local-fill-in-mask; seed: the seed's method exactly; "
                         "--preset is an alias)")
     p.add_argument("--steps", type=int, help="optimizer updates per region level (default: the method's; "
                                              "a few make a quick look at the page)")

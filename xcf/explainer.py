@@ -110,7 +110,8 @@ class Explainer:
             with the method objective's ``threshold`` (``mask_threshold``) and ``outside_weight``
             where its factory takes them.
         method: A registered method name (``xcf.list_methods()``) or an :class:`xcf.methods.Method`;
-            ``None``: ``config.method``, else :data:`xcf.methods.DEFAULT_METHOD`.
+            ``None``: ``config.method``, else :data:`xcf.methods.DEFAULT_METHOD` (``local-fill-in-mask``;
+            ``local-in-mask`` where the pack or the latent model given has no inpainter).
         config: An :class:`xcf.ExplainConfig`, a dict of its fields, or a method name.
         registry: The component registry (default: the installed plugins).
         progress: ``progress(level, n_levels, step, budget, p_target)`` called after every search
@@ -127,9 +128,11 @@ class Explainer:
                  progress: Any = None, **overrides: Any) -> None:
         self.config = _as_config(config, overrides)
         reg = registry or get_registry()
-        #: The method, with the config's steps / lr / stop probability applied.
-        self.method: Method = resolve_method(method if method is not None else self.config.method,
-                                             reg).configured(self.config)
+        chosen = method if method is not None else self.config.method
+        #: The method, with the config's steps / lr / stop probability applied (the default where
+        #: none is chosen: :data:`xcf.methods.DEFAULT_METHOD`, or without an inpainter
+        #: :data:`xcf.methods.DEFAULT_METHOD_WITHOUT_INPAINTER`).
+        self.method: Method = resolve_method(chosen, reg).configured(self.config)
         self.progress = progress
         self.pack = None
         if pack is None and (classifier is None or latent is None):
@@ -145,12 +148,16 @@ class Explainer:
 
             self.pack = pack if isinstance(pack, Pack) else load_pack(str(pack))
             classifier = classifier if classifier is not None else self.pack.classifier
+            if chosen is None and latent is None and not self.pack.has_content_for(self.method):
+                self.method = self._plain_default(reg)  # the default, in a pack without an inpainter
             if latent is None:  # the pack's latent model, or its inpainter for local-fill
                 latent = self.pack.latent_for(self.method)
             elif isinstance(latent, str) and latent in self.pack.latent_names:
                 latent = self.pack.load_latent(latent)  # one of the pack's trained latent models
         self.classifier: Classifier = resolve("classifier", classifier, reg)
         self.latent: LatentModel = resolve("latent", latent, reg)
+        if chosen is None and self.method.latent_role == "inpainter" and not callable(getattr(self.latent, "inpaint", None)):
+            self.method = self._plain_default(reg)  # the default, with a latent model that cannot fill
         region, objective = self.method.region, self.method.objective
         self.saliency: SaliencyMethod = resolve("saliency", region.saliency if saliency is None else saliency, reg)
         self.region_fallback: SaliencyMethod | None = (
@@ -167,6 +174,13 @@ class Explainer:
         self.labels = labels
 
     # -- helpers ---------------------------------------------------------------------------
+    def _plain_default(self, reg: Registry) -> Method:
+        """The default method where the models include no inpainter
+        (:data:`xcf.methods.DEFAULT_METHOD_WITHOUT_INPAINTER`), with the config applied."""
+        from .methods import DEFAULT_METHOD_WITHOUT_INPAINTER
+
+        return resolve_method(DEFAULT_METHOD_WITHOUT_INPAINTER, reg).configured(self.config)
+
     @property
     def batch_size(self) -> int:
         """``config.batch_size``, with ``"auto"`` resolved for this explainer's device
@@ -399,7 +413,8 @@ def explain(image: Any, target: str | int, *, pack: Any = None, classifier: Any 
         classifier, latent, saliency, locality: Registered names or instances (``saliency=None``:
             the method's; see :class:`Explainer`).
         method: A registered method name (``xcf.list_methods()``: ``"seed"`` is the seed's method
-            exactly) or an :class:`xcf.methods.Method`; ``None``: the default, ``"local-in-mask"``.
+            exactly) or an :class:`xcf.methods.Method`; ``None``: the default, ``"local-fill-in-mask"``
+            (``"local-in-mask"`` where there is no inpainter).
         config: :class:`xcf.ExplainConfig`, dict or method name; ``**overrides`` set single fields
             (``steps``, ``lr``, ``stop_probability``, ``seed``, ``device``, ...).
 

@@ -112,6 +112,22 @@ def steps_sentence(config: dict[str, Any] | None) -> str:
     updates, summed over all the region levels a film was searched in: each level has a budget of
     200 (4 levels: saliency above 0.5, 0.35, 0.2, 0.1), so a film can use up to 800"."""
     levels, budgets, fallback = search_levels(config)
+    cfg = config or {}
+    if "fill.dilate" in cfg:  # a fill method: a level costs a fill, not updates
+        where = f"{len(levels)} levels, saliency above {', '.join(f'{v:g}' for v in levels)}" if levels else "its levels"
+        where += f"; then {fallback}'s regions" if fallback else ""
+        if "donors" in cfg:
+            return (f"No optimizer updates: each region ({where}) is filled from the {cfg['donors']} closest "
+                    "films of the bank in turn, and a film keeps the first region and film that meet the stop rule.")
+        steps = int(cfg.get("steps") or 0)
+        if steps <= 0:
+            return f"No optimizer updates: each region ({where}) is filled in turn, until one meets the stop rule."
+        out = (f"Optimizer updates: none where the fill of a region ({where}) meets the stop rule; a film no "
+               f"fill flips is searched in the inpainter's latent for up to {steps}")
+        if cfg.get("repair"):
+            out += (f", and a film whose fill flips but misses the rest of the rule for up to {steps} in its "
+                    f"region and {steps} in the largest")
+        return out + "."
     if not budgets:
         return ("Optimizer updates, summed over all the region levels a film was searched in "
                 "(each level has its own budget).")

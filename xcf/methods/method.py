@@ -424,7 +424,7 @@ class LocalFill(Method):
             raise ConfigError(f"local-fill repair must be true or false, got {self.repair!r}")
 
     def settings(self) -> dict[str, Any]:  # noqa: D102
-        out = super().settings()
+        out = {**super().settings(), "repair": self.repair}
         for k, v in dataclasses.asdict(self.fill).items():
             out[f"fill.{k}"] = v
         return out
