@@ -174,3 +174,30 @@ def test_a_phantom_bank_is_drawn_without_findings_from_its_own_seed():
     assert "dataset seed 11" in bank.source
     with pytest.raises(ValueError, match="write phantom:N:SEED"):
         exemplar_bank("phantom:3")
+
+
+def test_the_counterfactual_names_the_bank_film_its_region_came_from(tmp_path):
+    """``provenance["content"]``: the name of the donor each film took (here the second closest,
+    the first does not take the finding away), in report.json too; a fill method that draws its
+    content records none."""
+    import json
+
+    x = region_image()
+    bank = torch.cat([x.clone(), (x.clone() * 0 + 0.35)])
+    bank[1, :, 8:16, 8:16] = 0.35
+    inp = ExemplarInpainter(bank, input_size=32, pool=4, ring=4, names=["normal/a.png", "normal/b.png"])
+    one, two = (xcf.Explainer(classifier=RegionClassifier(), latent=inp, saliency=BoxSaliency(),
+                              method=_method(donors=d)).explain(torch.cat([x, x]), [0, 0])[0] for d in (1, 2))
+    assert one.provenance["content"] == "normal/a.png" and one.p_counterfactual > 0.5  # kept its best: the first
+    assert two.provenance["content"] == "normal/b.png" and two.p_counterfactual < 0.5
+    two.save(tmp_path / "cf")
+    assert json.loads((tmp_path / "cf" / "report.json").read_text())["provenance"]["content"] == "normal/b.png"
+    from test_fill import ConstantInpainter
+
+    from xcf.methods import LocalFill
+
+    fill = LocalFill("fill", region=Region("gradcam++", (0.5,)), stop=StopRule(0.5), steps=0,
+                     fill=Fill(dilate=0, feather=0.0))
+    cf = xcf.Explainer(classifier=RegionClassifier(), latent=ConstantInpainter(0.3), saliency=BoxSaliency(),
+                       method=fill).explain(x, 0)[0]
+    assert "content" not in cf.provenance

@@ -378,7 +378,8 @@ class Explainer:
                 config=cfg_dict,
                 components=comps,
                 metrics={key: float(val[b]) for key, val in metrics.items()},
-                provenance={**prov, "batch_size": B},
+                provenance={**prov, "batch_size": B,
+                            **({"content": runs.content[b]} if runs.content[b] is not None else {})},
                 source=sources[b] if sources else None,
             ))
         return results

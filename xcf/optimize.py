@@ -119,6 +119,8 @@ class OptimizationResult:
         losses: ``(T, B)`` total loss of each sample at each step (NaN after the sample stopped).
         status: One of :data:`STATUS` per sample.
         seconds: Wall time of the whole batch.
+        content: Where each sample's fill came from, for a method that fills from named sources
+            (``local-exemplar``: the bank film), else ``None``.
     """
 
     reconstruction: Tensor
@@ -130,6 +132,7 @@ class OptimizationResult:
     status: list[str]
     seconds: float
     latent: Latent | None = field(default=None, repr=False)
+    content: list[str | None] | None = field(default=None, repr=False)
 
 
 class _StraightThroughClamp(torch.autograd.Function):

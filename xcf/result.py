@@ -103,7 +103,9 @@ class Counterfactual:
             in words.
         config: The :class:`~xcf.ExplainConfig` as a dict; ``components`` names what was used.
         metrics: Per-explanation metrics (:mod:`xcf.metrics`).
-        provenance: xcf version, component packages and versions, weight hashes, seed, device.
+        provenance: xcf version, component packages and versions, weight hashes, seed, device;
+            ``"content"``: where the region's content came from, for a method that takes it from
+            named films (``local-exemplar``: the bank film's name, its path in the bank's folder).
         source: Path of the input file, when there was one.
     """
 

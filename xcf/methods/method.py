@@ -97,6 +97,7 @@ class Runs:
         self.fallback = torch.zeros(B, dtype=torch.bool)  # region from the fallback saliency
         self.losses: list[list[float]] = [[] for _ in range(B)]
         self.status = ["ran-all-steps"] * B
+        self.content: list[str | None] = [None] * B  # where a fill came from (a bank film's name)
 
     def record(self, idx: Tensor, res: Any, mask: Tensor, level: float | Tensor) -> None:
         """Store a level's result for the films ``idx`` (``level``: one, or one per film)."""
@@ -111,6 +112,7 @@ class Runs:
             self.level[b] = level[j] if isinstance(level, Tensor) else level
             self.losses[b] += [float(v) for v in losses[:, j] if v == v]
             self.status[b] = res.status[j]
+            self.content[b] = res.content[j] if getattr(res, "content", None) else None
 
 
 @dataclass(frozen=True)
@@ -552,6 +554,11 @@ class LocalFill(Method):
         z = inpainter.encode_masked(x, hole)
         return [(z, inpainter.decode(z).float())]
 
+    def content_of(self, inpainter: Any, latents: list[Latent], chosen: Tensor) -> list[str | None] | None:
+        """Where each film's fill came from, given the fill each took (``chosen``, an index into
+        :meth:`fills`), or ``None``: here ``None`` (the inpainter drew it; the components name it)."""
+        return None
+
     def search_level(self, pb, models, todo, sal, initial, blend, steps, lr, z_start, on_step=None,
                      reference=None):
         """Fill the regions of ``sal`` for the films ``todo`` and, with ``steps``, search the films
@@ -576,8 +583,9 @@ class LocalFill(Method):
             ref = Reference.of(p_ref, targets)
             rows = torch.arange(len(todo), device=x.device)
             cf = p = reached = None
-            tries = [(fill, detail) for _, fill in fills for detail in self.fill.detail]
-            for fill, detail in tries:  # a film keeps the first fill that meets the stop rule
+            tries = [(i, fill, detail) for i, (_, fill) in enumerate(fills) for detail in self.fill.detail]
+            chosen = torch.zeros(len(todo), dtype=torch.long, device=x.device)  # which fill each film took
+            for i, fill, detail in tries:  # a film keeps the first fill that meets the stop rule
                 cf_d = (x + self.fill.change(fill, x, m, detail)).clamp(0, 1)
                 p_d = classify(pb.classifier, cf_d)
                 ok = self.stop.reached(p_d, ref)
@@ -588,6 +596,7 @@ class LocalFill(Method):
                 take = (~reached & ok) | (~reached & ~flipped & (p_d[rows, targets] < pb.decision_threshold))
                 cf = torch.where(take.view(-1, 1, 1, 1), cf_d, cf)
                 p = torch.where(take.view(-1, 1), p_d, p)
+                chosen = torch.where(take, i, chosen)
                 reached = reached | ok
         B = len(todo)
         res = OptimizationResult(
@@ -596,7 +605,7 @@ class LocalFill(Method):
             probs_counterfactual=p, steps=torch.zeros(B, dtype=torch.long),
             losses=torch.full((0, B), float("nan")),
             status=["stopped-early" if r else "ran-all-steps" for r in reached.tolist()], seconds=0.0,
-            latent=z_fill)
+            latent=z_fill, content=self.content_of(lat_s, [z for z, _ in fills], chosen))
         if steps <= 0 or bool(reached.all()):
             return res
         # search the inpainter's latent from the fill, for the films the fill did not flip
@@ -621,13 +630,15 @@ class LocalFill(Method):
 
 def _rows_of(res: Any, j: Tensor) -> Any:
     """The rows ``j`` of an :class:`~xcf.optimize.OptimizationResult` (its images, probabilities,
-    steps, losses and status)."""
+    steps, losses, status and content)."""
     sub = dataclasses.replace(res)
     for name in ("reconstruction", "counterfactual", "probs_reconstruction", "probs_counterfactual"):
         setattr(sub, name, getattr(res, name)[j])
     sub.steps = res.steps[j.cpu()]
     sub.losses = res.losses[:, j.to(res.losses.device)]
     sub.status = [res.status[k] for k in j.tolist()]
+    if getattr(res, "content", None):
+        sub.content = [res.content[k] for k in j.tolist()]
     return sub
 
 
@@ -675,3 +686,13 @@ class LocalExemplar(LocalFill):
         """The ``donors`` closest bank films, grey-matched around ``hole``, closest first."""
         films, idx = inpainter.candidates(x, hole, self.donors)
         return [(Latent(films[:, r], aux={"donor": idx[:, r]}), films[:, r].float()) for r in range(films.shape[1])]
+
+    def content_of(self, inpainter: Any, latents: list[Latent], chosen: Tensor) -> list[str | None] | None:
+        """The name of the bank film each film's region came from (``ExemplarInpainter.names``:
+        the film's path in its folder, or ``phantom:SEED:INDEX``)."""
+        names = getattr(inpainter, "names", None)
+        out = []
+        for b, i in enumerate(chosen.tolist()):
+            donor = int(latents[i].aux["donor"][b])
+            out.append(str(names[donor]) if names is not None else str(donor))
+        return out
