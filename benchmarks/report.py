@@ -103,7 +103,7 @@ TABLES: tuple[Table, ...] = (
                "`fast` and the Latent Shift baseline in one run; `local-exemplar` alone (with the pack's "
                "bank: 1,000 phantoms drawn without findings from a seed of their own); the default, "
                "`local-fill-in-mask`, alone; `local-in-mask` in two runs of 100; the seed's method in three runs (the first 80, the next 60, "
-               "the last 60) and `local` on the first 40 (the CPU had no time for more). One thread per run, three to five runs sharing the 2-core CPU, so "
+               "the last 60) and `local` on the first 100 (in three runs: the first 40, then 40-69 and 70-99; the CPU had no time for more). One thread per run, three to five runs sharing the 2-core CPU, so "
                "the seconds are two to three times an idle CPU's."),
         oracle=ORACLE_PHANTOM,
         oracle_blind=("Nodule",),
@@ -117,8 +117,10 @@ xcf bench counterfactuals --out B2 --n 200 --cases <ids 80-139> --methods seed -
 xcf bench counterfactuals --out B3 --n 200 --cases <ids 140-199> --methods seed --threads 1
 xcf bench counterfactuals --out X --n 200 --methods local-exemplar --threads 1
 xcf bench counterfactuals --out L --n 100 --methods local --threads 1     # stopped after 40 films
+xcf bench counterfactuals --out LA --n 200 --cases <ids 40-69> --methods local --threads 1
+xcf bench counterfactuals --out LB --n 200 --cases <ids 70-99> --methods local --threads 1
 xcf bench counterfactuals --out F --n 200 --methods local-fill-in-mask --threads 1
-python benchmarks/rows.py merge M B:seed B2:seed B3:seed A:fast L:local A:local-in-mask L2:local-in-mask A:local-fill \\
+python benchmarks/rows.py merge M B:seed B2:seed B3:seed A:fast L:local LA:local LB:local A:local-in-mask L2:local-in-mask A:local-fill \\
     X:local-exemplar A:latent-shift F:local-fill-in-mask
 cp M/rows.csv docs/results/phantom-matrix-rows.csv""",
         plot="phantom-validity-vs-locality.png",
