@@ -481,19 +481,21 @@ def finding_table(rows: Sequence[Mapping[str, Any]], table: Table) -> str:
     return "\n".join(lines) + f"\n\nMeans over the films of each finding, the measures of the tables above{blind}."
 
 
+def _median(run: Mapping[str, Any], key: str) -> float:
+    """The median of ``key`` over the films of one variant of a ``benchmarks/perf.py`` run."""
+    return statistics.median([float(x[key]) for x in run["rows"]])
+
+
 def perf_table(runs: Sequence[Mapping[str, Any]]) -> str:
     """Per variant of a ``benchmarks/perf.py`` run: films, medians and the speed-up, as perf.py prints them."""
-    def med(run: Mapping[str, Any], key: str) -> float:
-        return statistics.median([float(x[key]) for x in run["rows"]])
-
-    base = med(runs[0], "seconds")
+    base = _median(runs[0], "seconds")
     lines = ["| method | films | median s / film | speed-up vs the seed's loop | median steps | valid | "
              "in the seed's mask (median) | peak memory MB |", "|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        sec = med(r, "seconds")
+        sec = _median(r, "seconds")
         valid = sum(bool(x["valid"]) for x in r["rows"]) / len(r["rows"])
-        lines.append(f"| {r['variant']} | {len(r['rows'])} | {sec:.2f} | {base / sec:.1f}x | {med(r, 'steps'):.0f} | "
-                     f"{valid:.2f} | {med(r, 'share_l1'):.3f} | {r['maxrss_mb']:.0f} |")
+        lines.append(f"| {r['variant']} | {len(r['rows'])} | {sec:.2f} | {base / sec:.1f}x | {_median(r, 'steps'):.0f} | "
+                     f"{valid:.2f} | {_median(r, 'share_l1'):.3f} | {r['maxrss_mb']:.0f} |")
     return "\n".join(lines) + ("\n\n*valid*: share of films whose p(finding) fell below 0.5; *in the seed's "
                                "mask*: share of the change inside Grad-CAM++ > 0.5 of the input; *peak "
                                "memory*: the process's peak resident memory.")
@@ -537,12 +539,10 @@ def goal_value(goal: Goal, rows: Sequence[Mapping[str, Any]] | None, run: Sequen
     """``(value, films)`` of ``method`` for ``goal``: a mean over the rows (:data:`SEEN`: over the
     films whose input the oracle puts at 0.5 or above), or the speed-up of a speed run."""
     if goal.key == "speedup":
-        def med(v):
-            return statistics.median([float(x["seconds"]) for x in v["rows"]])
         mine = next((v for v in run or () if v["variant"] == method), None)
         if mine is None or not run:
             return math.nan, 0
-        return med(run[0]) / med(mine), len(mine["rows"])
+        return _median(run[0], "seconds") / _median(mine, "seconds"), len(mine["rows"])
     mine = [r for r in rows or () if r["method"] == method]
     if goal.key == SEEN:
         mine = [r for r in mine if (_value(r.get("oracle_p_input")) or 0.0) >= 0.5]

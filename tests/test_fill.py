@@ -149,6 +149,14 @@ def test_the_default_fills_where_there_is_an_inpainter_and_searches_where_there_
     cf = ex.explain(region_image(), 0)[0]
     assert cf.config["method"] == "local-fill-in-mask" and cf.p_counterfactual < 0.5
     assert xcf.Explainer(classifier=RegionClassifier(), latent=IdentityLatent()).method.name == "local-in-mask"
+
+    class InpaintOnly(IdentityLatent):  # inpaint() but no encode_masked(): local-fill-in-mask cannot use it
+        def inpaint(self, x, hole):
+            return x
+
+    assert not xcf.get_method("local-fill-in-mask").can_use(InpaintOnly())
+    assert xcf.get_method("local-fill-in-mask").can_use(ConstantInpainter(0.3))
+    assert xcf.Explainer(classifier=RegionClassifier(), latent=InpaintOnly()).method.name == "local-in-mask"
     pack = load_pack("phantom")
     monkeypatch.setitem(pack.entry, "inpainter", None)
     plain = xcf.Explainer(pack=pack, steps=3)

@@ -156,7 +156,7 @@ class Explainer:
                 latent = self.pack.load_latent(latent)  # one of the pack's trained latent models
         self.classifier: Classifier = resolve("classifier", classifier, reg)
         self.latent: LatentModel = resolve("latent", latent, reg)
-        if chosen is None and self.method.latent_role == "inpainter" and not callable(getattr(self.latent, "inpaint", None)):
+        if chosen is None and not self.method.can_use(self.latent):
             self.method = self._plain_default(reg)  # the default, with a latent model that cannot fill
         region, objective = self.method.region, self.method.objective
         self.saliency: SaliencyMethod = resolve("saliency", region.saliency if saliency is None else saliency, reg)

@@ -32,7 +32,7 @@ __all__ = ["Method", "LatentShift", "LocalFill", "LocalExemplar", "Objective", "
 #: none is named: at least as valid, as local and as often confirmed by the independent oracle as
 #: ``local-in-mask`` on both packs, measured side by side (``python benchmarks/default_rule.py``;
 #: docs: Benchmarks and results). It fills with the pack's inpainter; where the models have none
-#: (a pack without one, or a latent model given without ``inpaint``), the default is
+#: (a pack without one, or a latent model given that cannot fill), the default is
 #: :data:`DEFAULT_METHOD_WITHOUT_INPAINTER`.
 DEFAULT_METHOD = "local-fill-in-mask"
 

@@ -239,6 +239,11 @@ class Method:
                             component_label(pb.fallback, "saliency"))
         return resize_to(sal2.detach().float(), pb.x.shape[-1]).clamp(0, 1)
 
+    def can_use(self, latent: Any) -> bool:
+        """Whether ``latent`` has what this method searches with (any latent model here; a fill
+        method needs an inpainter, ``local-exemplar`` a bank of films)."""
+        return True
+
     def search_models(self, pb: Problem) -> tuple[tuple[Any, Any], Any]:
         """``((classifier, latent), z0)`` the loop differentiates: copies per ``execution`` (a
         model that cannot be copied is searched as it is, with a warning naming it), and the latent
@@ -434,12 +439,16 @@ class LocalFill(Method):
     def search_models(self, pb: Problem) -> tuple[tuple[Any, Any], Any]:  # noqa: D102
         from ..registry import component_label
 
-        if not callable(getattr(pb.latent, "inpaint", None)) or not callable(getattr(pb.latent, "encode_masked", None)):
+        if not self.can_use(pb.latent):
             raise ConfigError(
                 f"method {self.name!r} needs an inpainter as its latent model (inpaint(x, hole) and "
                 f"encode_masked(x, hole)), got {component_label(pb.latent, 'latent')}; use a pack with "
                 "one (xcf train inpainter ... --pack PACK --role inpainter) or latent='inpaint-unet' weights")
         return Method.search_models(self.replace(detail_gate=False), pb)
+
+    def can_use(self, latent: Any) -> bool:
+        """Whether ``latent`` is an inpainter (``inpaint(x, hole)`` and ``encode_masked(x, hole)``)."""
+        return callable(getattr(latent, "inpaint", None)) and callable(getattr(latent, "encode_masked", None))
 
     def region_mask(self, pb: Problem, sal: Tensor) -> Tensor:  # noqa: D102
         from ..metrics import dilate
@@ -637,7 +646,7 @@ def _rows_of(res: Any, j: Tensor) -> Any:
     sub.steps = res.steps[j.cpu()]
     sub.losses = res.losses[:, j.to(res.losses.device)]
     sub.status = [res.status[k] for k in j.tolist()]
-    if getattr(res, "content", None):
+    if res.content is not None:
         sub.content = [res.content[k] for k in j.tolist()]
     return sub
 
@@ -675,12 +684,16 @@ class LocalExemplar(LocalFill):
     def search_models(self, pb: Problem) -> tuple[tuple[Any, Any], Any]:  # noqa: D102
         from ..registry import component_label
 
-        if not callable(getattr(pb.latent, "candidates", None)):
+        if not self.can_use(pb.latent):
             raise ConfigError(
                 f"method {self.name!r} needs a bank of films without the finding as its latent model "
                 f"(candidates(x, hole, k)), got {component_label(pb.latent, 'latent')}; use a pack with "
                 "one (its manifest's 'exemplars') or latent=create('latent', 'exemplar-bank', root=..., without=...)")
         return Method.search_models(self.replace(detail_gate=False), pb)
+
+    def can_use(self, latent: Any) -> bool:
+        """Whether ``latent`` is a bank of films (``candidates(x, hole, k)``)."""
+        return callable(getattr(latent, "candidates", None))
 
     def fills(self, inpainter: Any, x: Tensor, hole: Tensor) -> list[tuple[Latent, Tensor]]:
         """The ``donors`` closest bank films, grey-matched around ``hole``, closest first."""
